@@ -1,0 +1,88 @@
+//! Command-line interface: clap types, output formatting and exit codes. The library never sees
+//! clap; each subcommand module turns its arguments into core calls and prints the result.
+
+pub mod gc;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The command failed (network, registry, storage or a refused operation).
+    pub const ERROR: u8 = 1;
+    /// Bad usage: unknown flag, invalid reference or option value.
+    pub const USAGE: u8 = 2;
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "regsweep", version, about = "List, inspect and clean up images in Docker/OCI registries, and garbage-collect their storage", long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command that prints.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Print machine-readable JSON on stdout (formats documented in docs/json.md).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). Credentials are never logged.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr; no progress bars.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Never draw progress bars (they are drawn only when stderr is a terminal anyway).
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Garbage-collect a distribution registry's storage (filesystem driver).
+    Gc(gc::GcArgs),
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
+    init_logging(&cli.output);
+    let result = match &cli.command {
+        Command::Gc(args) => gc::run(args, &cli.output),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}
+
+fn init_logging(output: &OutputArgs) {
+    let level = match (output.quiet, output.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REGSWEEP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("regsweep={level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,223 @@
+//! Content digests (`algorithm:encoded`), as defined by the OCI image spec (`descriptor.md`).
+//!
+//! A [`Digest`] is always valid once constructed: the algorithm follows the spec grammar and, for
+//! the registered algorithms `sha256` and `sha512`, the encoded part is lowercase hex of the right
+//! length. Every digest regsweep computes itself is sha256.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest as _, Sha256};
+
+/// A validated content digest such as `sha256:2cf2…`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest {
+    text: String,
+    /// Byte offset of the `:` separating algorithm and encoded part.
+    colon: usize,
+}
+
+/// Why a string is not a digest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DigestError {
+    #[error("`{0}` is not a digest: expected `algorithm:encoded`, e.g. `sha256:` followed by 64 hex digits")]
+    MissingColon(String),
+    #[error(
+        "`{0}` is not a digest: the algorithm must be lowercase letters and digits, optionally joined by `+`, `.`, `_` or `-`"
+    )]
+    BadAlgorithm(String),
+    #[error("`{0}` is not a digest: the encoded part may contain only letters, digits, `=`, `_` and `-`")]
+    BadEncoded(String),
+    #[error("`{digest}` is not a valid {algorithm} digest: expected {len} lowercase hex digits")]
+    BadHex {
+        digest: String,
+        algorithm: &'static str,
+        len: usize,
+    },
+}
+
+impl Digest {
+    /// Parses and validates a digest.
+    pub fn parse(text: &str) -> Result<Self, DigestError> {
+        let Some(colon) = text.find(':') else {
+            return Err(DigestError::MissingColon(text.to_owned()));
+        };
+        let (algorithm, encoded) = (&text[..colon], &text[colon + 1..]);
+        if !valid_algorithm(algorithm) {
+            return Err(DigestError::BadAlgorithm(text.to_owned()));
+        }
+        if encoded.is_empty()
+            || !encoded
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
+        {
+            return Err(DigestError::BadEncoded(text.to_owned()));
+        }
+        let registered = match algorithm {
+            "sha256" => Some(("sha256", 64)),
+            "sha512" => Some(("sha512", 128)),
+            _ => None,
+        };
+        if let Some((name, len)) = registered
+            && (encoded.len() != len || !encoded.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        {
+            return Err(DigestError::BadHex {
+                digest: text.to_owned(),
+                algorithm: name,
+                len,
+            });
+        }
+        Ok(Self {
+            text: text.to_owned(),
+            colon,
+        })
+    }
+
+    /// The sha256 digest of `bytes`.
+    pub fn sha256(bytes: &[u8]) -> Self {
+        let text = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        Self { text, colon: 6 }
+    }
+
+    /// Whether `bytes` hash to this digest. Digests with an algorithm regsweep cannot compute
+    /// (anything but sha256) are reported as not verifiable through `None`.
+    pub fn verify(&self, bytes: &[u8]) -> Option<bool> {
+        (self.algorithm() == "sha256").then(|| Self::sha256(bytes) == *self)
+    }
+
+    /// The algorithm, e.g. `sha256`.
+    pub fn algorithm(&self) -> &str {
+        &self.text[..self.colon]
+    }
+
+    /// The encoded part (hex for sha256).
+    pub fn encoded(&self) -> &str {
+        &self.text[self.colon + 1..]
+    }
+
+    /// The whole digest as text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// A short form for tables: the first 12 characters of the encoded part.
+    pub fn short(&self) -> &str {
+        let encoded = self.encoded();
+        &encoded[..encoded.len().min(12)]
+    }
+
+    /// The tag that the OCI referrers tag schema uses for this digest (`sha256-<hex>`), under
+    /// which cosign also stores `.sig`, `.att` and `.sbom` artifacts.
+    pub fn referrers_tag(&self) -> String {
+        format!("{}-{}", self.algorithm(), self.encoded())
+    }
+}
+
+fn valid_algorithm(algorithm: &str) -> bool {
+    // algorithm-component ([+._-] algorithm-component)*, component = [a-z0-9]+
+    !algorithm.is_empty()
+        && algorithm.split(['+', '.', '_', '-']).all(|part| {
+            !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", self.text)
+    }
+}
+
+impl FromStr for Digest {
+    type Err = DigestError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY_SHA256: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn sha256_of_empty_input() {
+        assert_eq!(Digest::sha256(b"").as_str(), EMPTY_SHA256);
+        assert_eq!(Digest::parse(EMPTY_SHA256).unwrap(), Digest::sha256(b""));
+    }
+
+    #[test]
+    fn accessors() {
+        let d = Digest::parse(EMPTY_SHA256).unwrap();
+        assert_eq!(d.algorithm(), "sha256");
+        assert_eq!(d.encoded().len(), 64);
+        assert_eq!(d.short(), "e3b0c44298fc");
+        assert_eq!(d.referrers_tag(), format!("sha256-{}", d.encoded()));
+        assert_eq!(d.verify(b""), Some(true));
+        assert_eq!(d.verify(b"x"), Some(false));
+    }
+
+    #[test]
+    fn rejects_bad_digests_with_the_rule() {
+        assert!(matches!(
+            Digest::parse("sha256"),
+            Err(DigestError::MissingColon(_))
+        ));
+        assert!(matches!(
+            Digest::parse("SHA256:abc"),
+            Err(DigestError::BadAlgorithm(_))
+        ));
+        assert!(matches!(
+            Digest::parse("sha256+:abc"),
+            Err(DigestError::BadAlgorithm(_))
+        ));
+        assert!(matches!(
+            Digest::parse("sha256:"),
+            Err(DigestError::BadEncoded(_))
+        ));
+        assert!(matches!(
+            Digest::parse("sha256:abc"),
+            Err(DigestError::BadHex { .. })
+        ));
+        let upper = EMPTY_SHA256.to_uppercase().replace("SHA256", "sha256");
+        assert!(matches!(Digest::parse(&upper), Err(DigestError::BadHex { .. })));
+        assert!(matches!(
+            Digest::parse("sha256:a/b"),
+            Err(DigestError::BadEncoded(_))
+        ));
+    }
+
+    #[test]
+    fn accepts_other_algorithms_without_verifying_them() {
+        let d = Digest::parse("multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8").unwrap();
+        assert_eq!(d.algorithm(), "multihash+base58");
+        assert_eq!(d.verify(b""), None);
+    }
+
+    #[test]
+    fn serde_round_trip() {
+        let d: Digest = serde_json::from_str(&format!("\"{EMPTY_SHA256}\"")).unwrap();
+        assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{EMPTY_SHA256}\""));
+        assert!(serde_json::from_str::<Digest>("\"nope\"").is_err());
+    }
+}

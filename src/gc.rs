@@ -1,0 +1,1 @@
+//! Storage garbage collection (in progress).

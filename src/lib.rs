@@ -1,0 +1,19 @@
+//! regsweep: list, inspect and clean up images in Docker/OCI registries, and garbage-collect a
+//! registry's storage.
+//!
+//! The library is organised around two sources of the same facts and a pure core:
+//! - [`reference`], [`digest`] and [`manifest`] are the shared vocabulary (names, tags, digests,
+//!   manifests in every format);
+//! - [`registry`] is the HTTP API v2 client (auth, pagination, retries, bounded concurrency);
+//! - [`storage`] reads distribution's on-disk layout, and [`gc`] garbage-collects it;
+//! - [`look`] builds the read-only views behind `repos`, `tags`, `inspect` and `du`.
+//!
+//! The command-line interface lives in the binary (`src/cli`); nothing here depends on it.
+
+pub mod digest;
+pub mod gc;
+pub mod look;
+pub mod manifest;
+pub mod reference;
+pub mod registry;
+pub mod storage;

@@ -1,0 +1,1 @@
+//! Read-only views: repos, tags, inspect, du.

@@ -1,0 +1,1 @@
+//! Registry HTTP API v2 client.

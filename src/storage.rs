@@ -1,0 +1,1 @@
+//! distribution storage layout reader (in progress).
