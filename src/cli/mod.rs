@@ -1,7 +1,10 @@
 //! Command-line interface: clap types, output formatting and exit codes. The library never sees
 //! clap; each subcommand module turns its arguments into core calls and prints the result.
 
+pub mod connect;
 pub mod gc;
+pub mod look;
+pub mod output;
 
 use std::process::ExitCode;
 
@@ -45,8 +48,40 @@ pub struct OutputArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// List every repository in the registry's catalog (all pages).
+    Repos(look::ReposArgs),
+    /// List every tag of a repository; --long resolves digest, platforms, size and created time.
+    Tags(look::TagsArgs),
+    /// Show an image: digest, media type, sizes, platforms, tags on the same digest, signatures.
+    Inspect(look::InspectArgs),
+    /// Storage used per repository, with blobs shared between images and repositories counted once.
+    Du(look::DuArgs),
     /// Garbage-collect a distribution registry's storage (filesystem driver).
     Gc(gc::GcArgs),
+}
+
+/// A mistake in how regsweep was called (exit code 2), as opposed to a failure while running.
+#[derive(Debug)]
+pub struct UsageError(String);
+
+impl UsageError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+impl From<regsweep::reference::ReferenceError> for UsageError {
+    fn from(err: regsweep::reference::ReferenceError) -> Self {
+        Self(err.to_string())
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -59,15 +94,30 @@ pub fn main() -> ExitCode {
     };
     init_logging(&cli.output);
     let result = match &cli.command {
+        Command::Repos(args) => look::repos(args, &cli.output),
+        Command::Tags(args) => look::tags(args, &cli.output),
+        Command::Inspect(args) => look::inspect(args, &cli.output),
+        Command::Du(args) => look::du(args, &cli.output),
         Command::Gc(args) => gc::run(args, &cli.output),
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        Err(err) if is_broken_pipe(&err) => ExitCode::from(exit::OK),
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::from(exit::ERROR)
+            let usage = err.downcast_ref::<UsageError>().is_some();
+            ExitCode::from(if usage { exit::USAGE } else { exit::ERROR })
         }
     }
+}
+
+/// Output piped into `head` and closed early is not an error.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_logging(output: &OutputArgs) {

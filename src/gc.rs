@@ -1,1 +1,0 @@
-//! Storage garbage collection (in progress).

@@ -1,0 +1,162 @@
+//! A set of digests sized for whole registries: sha256 digests (all of them in practice) are
+//! kept as 32 raw bytes and hashed by their first 8 bytes, which are already uniformly
+//! distributed. That is a third of the memory of a `HashSet<Digest>` and no SipHash rounds.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+use crate::digest::Digest;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Sha256Key([u8; 32]);
+
+impl Hash for Sha256Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut prefix = [0u8; 8];
+        prefix.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(prefix));
+    }
+}
+
+/// Passes the `u64` written by [`Sha256Key::hash`] through unchanged.
+#[derive(Default)]
+struct PrefixHasher(u64);
+
+impl Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached if something other than `Sha256Key` is hashed; stay correct anyway.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+fn sha256_key(digest: &Digest) -> Option<Sha256Key> {
+    if digest.algorithm() != "sha256" {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    // `Digest` guarantees 64 lowercase hex digits for sha256, so this cannot fail; a failure
+    // would only send the digest to the general set.
+    hex::decode_to_slice(digest.encoded(), &mut key).ok()?;
+    Some(Sha256Key(key))
+}
+
+/// A set of digests.
+#[derive(Clone, Default)]
+pub struct DigestSet {
+    sha256: HashSet<Sha256Key, BuildHasherDefault<PrefixHasher>>,
+    other: HashSet<Digest>,
+}
+
+impl std::fmt::Debug for DigestSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DigestSet").field("len", &self.len()).finish()
+    }
+}
+
+impl DigestSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `true` when the digest was not in the set yet.
+    pub fn insert(&mut self, digest: &Digest) -> bool {
+        match sha256_key(digest) {
+            Some(key) => self.sha256.insert(key),
+            None => self.other.insert(digest.clone()),
+        }
+    }
+
+    pub fn contains(&self, digest: &Digest) -> bool {
+        match sha256_key(digest) {
+            Some(key) => self.sha256.contains(&key),
+            None => self.other.contains(digest),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sha256.len() + self.other.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every digest, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = Digest> + '_ {
+        self.sha256
+            .iter()
+            // 64 lowercase hex digits always form a sha256 digest.
+            .filter_map(|key| Digest::parse(&format!("sha256:{}", hex::encode(key.0))).ok())
+            .chain(self.other.iter().cloned())
+    }
+
+    /// Adds every digest of `other`, reusing the larger table.
+    pub fn merge(mut self, mut other: DigestSet) -> DigestSet {
+        if self.sha256.len() < other.sha256.len() {
+            std::mem::swap(&mut self, &mut other);
+        }
+        self.sha256.extend(other.sha256);
+        self.other.extend(other.other);
+        self
+    }
+}
+
+impl<'a> Extend<&'a Digest> for DigestSet {
+    fn extend<I: IntoIterator<Item = &'a Digest>>(&mut self, iter: I) {
+        for digest in iter {
+            self.insert(digest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(n: u8) -> Digest {
+        Digest::parse(&format!("sha256:{}", hex::encode([n; 32]))).unwrap()
+    }
+
+    #[test]
+    fn sha256_and_other_algorithms() {
+        let mut set = DigestSet::new();
+        assert!(set.insert(&d(1)));
+        assert!(!set.insert(&d(1)));
+        let other = Digest::parse(&format!("sha512:{}", hex::encode([7u8; 64]))).unwrap();
+        assert!(set.insert(&other));
+        assert!(set.contains(&d(1)) && set.contains(&other) && !set.contains(&d(2)));
+        assert_eq!(set.len(), 2);
+
+        let mut second = DigestSet::new();
+        second.extend([&d(2), &d(3), &d(1)]);
+        let merged = set.merge(second);
+        assert_eq!(merged.len(), 4);
+        assert!(merged.contains(&d(3)) && merged.contains(&other));
+        let mut all: Vec<Digest> = merged.iter().collect();
+        all.sort();
+        let mut expected = vec![d(1), d(2), d(3), other];
+        expected.sort();
+        assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn digests_sharing_a_prefix_stay_distinct() {
+        let a = Digest::parse(&format!("sha256:{}{}", "ab".repeat(8), "00".repeat(24))).unwrap();
+        let b = Digest::parse(&format!("sha256:{}{}", "ab".repeat(8), "11".repeat(24))).unwrap();
+        let mut set = DigestSet::new();
+        set.insert(&a);
+        assert!(!set.contains(&b));
+        assert!(set.insert(&b));
+        assert_eq!(set.len(), 2);
+    }
+}

@@ -1,0 +1,496 @@
+//! Garbage collection of distribution's storage: mark everything tags need, sweep the rest.
+//!
+//! The run has three phases, each spread over all cores with rayon:
+//!
+//! 1. **Mark**, per repository: read tags, revisions and `_layers` links, read and parse every
+//!    manifest revision, then [`mark::mark_repository`] (pure) decides what the repository keeps.
+//!    Config and layer blobs that kept manifests need are checked to exist. Marks of all
+//!    repositories are merged into one set, so a blob any repository needs is never deleted.
+//! 2. **Blobs**: walk `blobs/`; an unmarked blob older than the grace period is garbage.
+//! 3. **Sweep** (not in a dry run, and only when no problem of severity `error` was found unless
+//!    told to ignore them): look again for anything pushed since the run started and protect it,
+//!    then delete untagged manifests with their tag-history entries, unneeded `_layers` links,
+//!    garbage blobs and empty folders — each re-checked against the grace period just before it
+//!    goes.
+//!
+//! The registry should be read-only or stopped while this runs, as for distribution's own
+//! `garbage-collect`: the grace period and the re-checks protect content pushed during the run,
+//! but a push that reuses a blob this run is about to delete can still lose it.
+
+mod config;
+mod digest_set;
+pub mod mark;
+pub mod report;
+mod sweep;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+
+use crate::digest::Digest;
+use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
+use crate::storage::{BlobEntry, LayerLinkState, ReadOptions, Storage, paths};
+
+pub use config::{ConfigError, DEFAULT_ROOT, ENV_DRIVER, ENV_ROOT, RootSource, StorageTarget, locate};
+pub use digest_set::DigestSet;
+use mark::{ManifestFacts, ManifestState, MarkInput, mark_repository};
+use report::*;
+
+/// How to collect.
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    /// Only report what would be deleted.
+    pub dry_run: bool,
+    /// Also remove manifests no tag reaches (directly, through an index, or as a referrer of a
+    /// kept manifest). Without it every manifest revision is kept, as distribution does.
+    pub delete_untagged: bool,
+    /// Nothing modified more recently than this is deleted, and manifests this young are kept.
+    pub grace: Duration,
+    /// Sweep even when problems of severity `error` were found. What those problems hide may
+    /// then be deleted.
+    pub ignore_problems: bool,
+    /// Worker threads; `None` uses rayon's global pool (one per core).
+    pub threads: Option<usize>,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        Self {
+            dry_run: true,
+            delete_untagged: false,
+            grace: DEFAULT_GRACE,
+            ignore_problems: false,
+            threads: None,
+        }
+    }
+}
+
+/// The default grace period.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
+
+/// A failure that prevents the run itself (storage damage is reported in the [`Report`]).
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error("cannot start {threads} worker threads: {source}")]
+    Threads {
+        threads: usize,
+        #[source]
+        source: rayon::ThreadPoolBuildError,
+    },
+}
+
+/// Collects garbage in `storage` (or, with `dry_run`, only finds it).
+pub fn collect(storage: &Storage, options: &GcOptions) -> Result<Report, GcError> {
+    match options.threads {
+        Some(threads) => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("regsweep-gc-{i}"))
+                .build()
+                .map_err(|source| GcError::Threads { threads, source })?;
+            Ok(pool.install(|| run(storage, options)))
+        }
+        None => Ok(run(storage, options)),
+    }
+}
+
+/// Reads a manifest blob and reduces it to what marking needs. The content is checked against
+/// its digest: a corrupt blob must not be trusted for what it references.
+pub fn load_manifest(storage: &Storage, digest: &Digest) -> ManifestState {
+    match storage.read_blob(digest, MAX_MANIFEST_BYTES as u64) {
+        Ok(None) => ManifestState::Missing,
+        Err(err) => ManifestState::Unreadable(err.to_string()),
+        Ok(Some(bytes)) => {
+            if digest.verify(&bytes) == Some(false) {
+                return ManifestState::Unreadable(format!(
+                    "its blob does not hash to {digest} (corrupt content)"
+                ));
+            }
+            match Manifest::parse(&bytes, None) {
+                Ok(manifest) => ManifestState::Parsed(ManifestFacts::from_manifest(&manifest)),
+                Err(err) => ManifestState::Unreadable(err.to_string()),
+            }
+        }
+    }
+}
+
+fn millis(since: Instant) -> u64 {
+    since.elapsed().as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+/// Everything the mark phase produced, merged over repositories.
+#[derive(Default)]
+struct Marked {
+    marked: DigestSet,
+    stats: Stats,
+    manifests: Vec<ManifestItem>,
+    layer_links: Vec<LayerLinkItem>,
+    empty_dirs: Vec<String>,
+    problems: Vec<Problem>,
+}
+
+impl Marked {
+    fn merge(mut self, other: Marked) -> Marked {
+        self.marked = self.marked.merge(other.marked);
+        let (a, b) = (&mut self.stats, other.stats);
+        a.repositories += b.repositories;
+        a.tags += b.tags;
+        a.manifests += b.manifests;
+        a.manifests_kept += b.manifests_kept;
+        a.layer_links += b.layer_links;
+        a.young_kept += b.young_kept;
+        self.manifests.extend(other.manifests);
+        self.layer_links.extend(other.layer_links);
+        self.empty_dirs.extend(other.empty_dirs);
+        self.problems.extend(other.problems);
+        self
+    }
+}
+
+fn run(storage: &Storage, options: &GcOptions) -> Report {
+    let clock = Instant::now();
+    let started = SystemTime::now();
+    let cutoff = started.checked_sub(options.grace).unwrap_or(UNIX_EPOCH);
+
+    // The blob listing comes first: with it, "does this needed blob exist" and "is this link
+    // dangling" are lookups instead of a system call each.
+    let BlobListing {
+        present,
+        mut problems,
+    } = list_blobs(storage);
+    let blobs_ms = millis(clock);
+
+    let mark_clock = Instant::now();
+    let names = match storage.repositories() {
+        Ok(discovery) => {
+            problems.extend(discovery.issues.into_iter().map(|issue| {
+                Problem::error(
+                    ProblemKind::Unreadable,
+                    format!("{} (repositories below it were not collected)", issue.message),
+                )
+                .at(issue.path)
+            }));
+            discovery.names
+        }
+        Err(err) => {
+            problems.push(Problem::error(ProblemKind::Unreadable, err.to_string()).at("repositories"));
+            Vec::new()
+        }
+    };
+    let marked = names
+        .par_iter()
+        .fold(Marked::default, |acc, name| {
+            acc.merge(mark_one(storage, name, options, cutoff, &present))
+        })
+        .reduce(Marked::default, Marked::merge);
+    let mark_ms = millis(mark_clock);
+
+    let candidate_clock = Instant::now();
+    let blobs = blob_candidates(storage, &present, &marked.marked, cutoff);
+    let blobs_ms = blobs_ms + millis(candidate_clock);
+
+    let Marked {
+        marked: _,
+        mut stats,
+        mut manifests,
+        mut layer_links,
+        mut empty_dirs,
+        problems: repo_problems,
+    } = marked;
+    problems.extend(repo_problems);
+    problems.extend(blobs.problems);
+    stats.blobs = present.len() as u64 - blobs.without_data;
+    stats.blobs_marked = stats.blobs - blobs.candidates.len() as u64 - blobs.young;
+    stats.young_kept += blobs.young;
+    empty_dirs.extend(blobs.empty_dirs);
+    drop(present);
+
+    manifests.sort_by(|a, b| (&a.repository, &a.digest).cmp(&(&b.repository, &b.digest)));
+    layer_links.sort_by(|a, b| (&a.repository, &a.digest).cmp(&(&b.repository, &b.digest)));
+    empty_dirs.sort();
+    problems.sort_by(|a, b| {
+        (a.severity, &a.repository, a.kind, &a.path, &a.digest).cmp(&(
+            b.severity,
+            &b.repository,
+            b.kind,
+            &b.path,
+            &b.digest,
+        ))
+    });
+    let mut blob_items = blobs.candidates;
+    blob_items.sort_by(|a, b| a.digest.cmp(&b.digest));
+
+    let refused = problems.iter().any(Problem::is_error) && !options.ignore_problems;
+    let mut report = Report {
+        format: REPORT_FORMAT,
+        storage: storage.backend().location(),
+        dry_run: options.dry_run,
+        delete_untagged: options.delete_untagged,
+        grace_seconds: options.grace.as_secs(),
+        started_at: jiff::Timestamp::try_from(started)
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+        outcome: if refused {
+            Outcome::Refused
+        } else if options.dry_run {
+            Outcome::DryRun
+        } else {
+            Outcome::Swept
+        },
+        stats,
+        freed_bytes: 0,
+        blobs: blob_items,
+        manifests,
+        layer_links,
+        empty_dirs,
+        skipped: Vec::new(),
+        failures: Vec::new(),
+        problems,
+        timings: Timings {
+            mark_ms,
+            blobs_ms,
+            ..Timings::default()
+        },
+    };
+
+    if report.outcome == Outcome::Swept {
+        let sweep_clock = Instant::now();
+        sweep::sweep(storage, &mut report, started, cutoff);
+        report.timings.sweep_ms = millis(sweep_clock);
+    }
+    report.freed_bytes = report.blobs.iter().map(|b| b.size).sum();
+    report.timings.total_ms = millis(clock);
+    report
+}
+
+/// Reads, marks and checks one repository.
+fn mark_one(
+    storage: &Storage,
+    name: &str,
+    options: &GcOptions,
+    cutoff: SystemTime,
+    present: &DigestSet,
+) -> Marked {
+    let repo = storage.read_repository(
+        name,
+        ReadOptions {
+            tag_history: options.delete_untagged,
+            link_times: options.delete_untagged,
+        },
+    );
+    let manifests: HashMap<Digest, ManifestState> = repo
+        .revisions
+        .par_iter()
+        .map(|link| (link.digest.clone(), load_manifest(storage, &link.digest)))
+        .collect();
+    let result = mark_repository(&MarkInput {
+        repo: &repo,
+        manifests: &manifests,
+        delete_untagged: options.delete_untagged,
+        cutoff,
+    });
+    drop(manifests);
+
+    let mut problems = result.problems;
+    let mut marked = DigestSet::new();
+    marked.extend(result.marked.iter());
+
+    // Needed blobs missing from the listing are looked up again: one may have been uploaded
+    // after the listing, for a manifest pushed while this runs.
+    let mut missing: Vec<(&Digest, &Digest)> = result
+        .needed
+        .iter()
+        .filter(|(blob, _)| !present.contains(blob))
+        .collect();
+    missing.sort();
+    problems.extend(missing.into_iter().filter_map(|(blob, manifest)| {
+        let problem = match storage.stat_blob(blob) {
+            Ok(Some(_)) => return None,
+            Ok(None) => Problem::error(
+                ProblemKind::MissingBlob,
+                format!("manifest {manifest} needs blob {blob}, which is missing from blobs/"),
+            ),
+            Err(err) => Problem::error(ProblemKind::Unreadable, err.to_string()),
+        };
+        Some(problem.in_repo(name).with_digest(blob).at(paths::blob_data(blob)))
+    }));
+
+    let mut young_kept = result.young_kept;
+    let mut layer_links = Vec::new();
+    let mut empty_dirs = result.delete_empty_dirs;
+    let states: Vec<_> = result
+        .unneeded_layers
+        .par_iter()
+        .map(|digest| (digest, storage.layer_link_state(name, digest)))
+        .collect();
+    for (digest, state) in states {
+        match state {
+            Ok(LayerLinkState::Link(modified)) if modified > cutoff => {
+                // An upload whose manifest is not pushed yet: keep the link and the blob.
+                marked.insert(digest);
+                young_kept += 1;
+            }
+            Ok(LayerLinkState::Link(_)) => layer_links.push(LayerLinkItem {
+                repository: name.to_owned(),
+                digest: digest.clone(),
+                dangling: !present.contains(digest),
+            }),
+            Ok(LayerLinkState::EmptyDir(modified)) if modified > cutoff => young_kept += 1,
+            Ok(LayerLinkState::EmptyDir(_)) => empty_dirs.push(paths::layer_link_dir(name, digest)),
+            Ok(LayerLinkState::Other) => {}
+            Err(err) => problems.push(
+                Problem::warning(ProblemKind::Unreadable, err.to_string())
+                    .in_repo(name)
+                    .with_digest(digest)
+                    .at(paths::layer_link_dir(name, digest)),
+            ),
+        }
+    }
+
+    Marked {
+        marked,
+        stats: Stats {
+            repositories: 1,
+            tags: repo.tags.len() as u64,
+            manifests: repo.revisions.len() as u64,
+            manifests_kept: repo
+                .revisions
+                .iter()
+                .filter(|l| result.kept.contains(&l.digest))
+                .count() as u64,
+            layer_links: repo.layers.len() as u64,
+            young_kept,
+            ..Stats::default()
+        },
+        manifests: result.delete_manifests,
+        layer_links,
+        empty_dirs,
+        problems,
+    }
+}
+
+/// Every `blobs/<alg>/<xx>/<hex>` folder, listed shard by shard in parallel (names only).
+#[derive(Default)]
+struct BlobListing {
+    present: DigestSet,
+    problems: Vec<Problem>,
+}
+
+fn list_blobs(storage: &Storage) -> BlobListing {
+    let (shards, issues) = match storage.blob_shards() {
+        Ok(found) => found,
+        Err(err) => {
+            return BlobListing {
+                problems: vec![Problem::error(ProblemKind::Unreadable, err.to_string()).at("blobs")],
+                ..BlobListing::default()
+            };
+        }
+    };
+    let mut listing = shards
+        .par_iter()
+        .map(|shard| {
+            let mut part = BlobListing::default();
+            match storage.list_blob_shard(shard) {
+                Ok(entries) => {
+                    for entry in entries {
+                        match entry {
+                            BlobEntry::Blob(digest) => {
+                                part.present.insert(&digest);
+                            }
+                            BlobEntry::Unexpected(path) => part.problems.push(unexpected(path)),
+                        }
+                    }
+                }
+                // Only deletion candidates can hide there, and a needed blob missing from the
+                // listing is looked up on its own.
+                Err(err) => part
+                    .problems
+                    .push(Problem::warning(ProblemKind::Unreadable, err.to_string()).at(shard.clone())),
+            }
+            part
+        })
+        .reduce(BlobListing::default, |a, b| BlobListing {
+            present: a.present.merge(b.present),
+            problems: a.problems.into_iter().chain(b.problems).collect(),
+        });
+    listing
+        .problems
+        .extend(issues.into_iter().map(|i| unexpected(i.path)));
+    listing
+}
+
+fn unexpected(path: String) -> Problem {
+    Problem::warning(
+        ProblemKind::Unexpected,
+        format!("`{path}` does not belong to distribution's layout; left alone"),
+    )
+    .at(path)
+}
+
+#[derive(Default)]
+struct BlobCandidates {
+    candidates: Vec<BlobItem>,
+    young: u64,
+    /// Blob folders without `data` (not blobs).
+    without_data: u64,
+    empty_dirs: Vec<String>,
+    problems: Vec<Problem>,
+}
+
+/// Unmarked blobs, with size and age (the only blobs that are stat'ed).
+fn blob_candidates(
+    storage: &Storage,
+    present: &DigestSet,
+    marked: &DigestSet,
+    cutoff: SystemTime,
+) -> BlobCandidates {
+    let unmarked: Vec<Digest> = present.iter().filter(|d| !marked.contains(d)).collect();
+    unmarked
+        .into_par_iter()
+        .map(|digest| {
+            let mut part = BlobCandidates::default();
+            match storage.stat_blob(&digest) {
+                Ok(Some(meta)) if meta.modified > cutoff => part.young += 1,
+                Ok(Some(meta)) => part.candidates.push(BlobItem {
+                    digest,
+                    size: meta.size,
+                }),
+                Ok(None) => {
+                    // A blob folder without `data`: an interrupted delete, or an upload being
+                    // moved into place right now. Only an old, empty one is removed.
+                    part.without_data += 1;
+                    let dir = paths::blob_dir(&digest);
+                    let backend = storage.backend();
+                    match (backend.list(&dir), backend.stat(&dir)) {
+                        (Ok(Some(entries)), Ok(Some(meta))) if entries.is_empty() => {
+                            if meta.modified > cutoff {
+                                part.young += 1;
+                            } else {
+                                part.empty_dirs.push(dir);
+                            }
+                        }
+                        (Ok(Some(entries)), _) if !entries.is_empty() => part.problems.push(unexpected(dir)),
+                        _ => {}
+                    }
+                }
+                Err(err) => part.problems.push(
+                    Problem::warning(ProblemKind::Unreadable, err.to_string())
+                        .with_digest(&digest)
+                        .at(paths::blob_data(&digest)),
+                ),
+            }
+            part
+        })
+        .reduce(BlobCandidates::default, |mut a, b| {
+            a.candidates.extend(b.candidates);
+            a.young += b.young;
+            a.without_data += b.without_data;
+            a.empty_dirs.extend(b.empty_dirs);
+            a.problems.extend(b.problems);
+            a
+        })
+}
+
+#[cfg(test)]
+mod tests;

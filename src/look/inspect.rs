@@ -1,0 +1,221 @@
+//! `inspect`: one image with everything a cleanup decision depends on — the other tags on the
+//! same digest (deleting the digest deletes them too), the platforms of an index, and the
+//! signatures, attestations and other referrers attached to it.
+
+use std::collections::HashMap;
+
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+
+use super::{ConfigCache, ImageSummary, resolve_image};
+use crate::digest::Digest;
+use crate::manifest::{Manifest, ManifestKind};
+use crate::registry::{Client, RegistryError};
+
+/// What `inspect` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    pub repository: String,
+    /// The tag or digest that was asked for.
+    pub reference: String,
+    #[serde(flatten)]
+    pub image: ImageSummary,
+    /// Every tag that points at this digest (sorted), including the one asked for.
+    pub tags: Vec<String>,
+    /// Signatures, attestations, SBOMs and other artifacts that refer to this digest.
+    pub referrers: Vec<Referrer>,
+    /// Things that could not be checked (a tag that vanished while listing, …).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// What a referrer is, from its tag suffix or artifact type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReferrerKind {
+    Signature,
+    Attestation,
+    Sbom,
+    /// The OCI referrers fallback index (`sha256-<hex>` tag) itself.
+    ReferrersIndex,
+    Other,
+}
+
+/// Where a referrer was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReferrerSource {
+    /// The registry's `GET /v2/<name>/referrers/<digest>`.
+    ReferrersApi,
+    /// Listed in the `sha256-<hex>` fallback index.
+    FallbackIndex,
+    /// A tag named after the digest (`sha256-<hex>.sig`, cosign's scheme).
+    DigestTag,
+}
+
+/// One referrer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Referrer {
+    pub digest: Digest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    pub kind: ReferrerKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    pub source: ReferrerSource,
+}
+
+/// Classifies a tag that starts with `sha256-<hex>` by what follows.
+pub fn digest_tag_kind(suffix: &str) -> ReferrerKind {
+    match suffix {
+        "" => ReferrerKind::ReferrersIndex,
+        ".sig" => ReferrerKind::Signature,
+        ".att" => ReferrerKind::Attestation,
+        ".sbom" => ReferrerKind::Sbom,
+        _ => ReferrerKind::Other,
+    }
+}
+
+fn kind_from_artifact_type(artifact_type: Option<&str>) -> ReferrerKind {
+    let Some(t) = artifact_type else {
+        return ReferrerKind::Other;
+    };
+    if t.contains("signature") || t.contains("cosign") || t.contains("notary") {
+        ReferrerKind::Signature
+    } else if t.contains("spdx") || t.contains("cyclonedx") || t.contains("sbom") {
+        ReferrerKind::Sbom
+    } else if t.contains("in-toto") || t.contains("attestation") || t.contains("provenance") {
+        ReferrerKind::Attestation
+    } else {
+        ReferrerKind::Other
+    }
+}
+
+/// Inspects `repository` at `reference` (a tag or a digest).
+pub async fn inspect(
+    client: &Client,
+    repository: &str,
+    reference: &str,
+    concurrency: usize,
+) -> Result<Inspection, RegistryError> {
+    let configs = ConfigCache::default();
+    let image = resolve_image(client, repository, reference, true, &configs).await?;
+    let all_tags = client.tags(repository).await?;
+
+    // Resolve every tag once: co-tags are those on the same digest, digest tags are found by name.
+    let mut warnings = Vec::new();
+    let resolved: Vec<(String, Result<Digest, RegistryError>)> = stream::iter(all_tags)
+        .map(|tag| async move {
+            let head = client.manifest_head(repository, &tag).await.map(|h| h.digest);
+            (tag, head)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut digests: HashMap<String, Digest> = HashMap::new();
+    for (tag, result) in resolved {
+        match result {
+            Ok(digest) => {
+                digests.insert(tag, digest);
+            }
+            Err(err) if err.is_not_found() => warnings.push(format!("tag `{tag}` vanished while inspecting")),
+            Err(err) => return Err(err),
+        }
+    }
+    let mut tags: Vec<String> = digests
+        .iter()
+        .filter(|(_, d)| **d == image.digest)
+        .map(|(t, _)| t.clone())
+        .collect();
+    tags.sort();
+
+    let prefix = image.digest.referrers_tag();
+    let mut referrers: Vec<Referrer> = Vec::new();
+    let mut fallback_index_tag = None;
+    for (tag, digest) in &digests {
+        let Some(suffix) = tag.strip_prefix(&prefix) else {
+            continue;
+        };
+        let kind = digest_tag_kind(suffix);
+        if kind == ReferrerKind::ReferrersIndex {
+            fallback_index_tag = Some(tag.clone());
+        }
+        referrers.push(Referrer {
+            digest: digest.clone(),
+            tag: Some(tag.clone()),
+            kind,
+            artifact_type: None,
+            source: ReferrerSource::DigestTag,
+        });
+    }
+
+    match client.referrers(repository, &image.digest).await? {
+        Some(found) => referrers.extend(found.into_iter().map(|d| Referrer {
+            kind: kind_from_artifact_type(d.artifact_type.as_deref()),
+            artifact_type: d.artifact_type,
+            digest: d.digest,
+            tag: None,
+            source: ReferrerSource::ReferrersApi,
+        })),
+        None => {
+            if let Some(tag) = fallback_index_tag {
+                let index = client.manifest(repository, &tag).await?;
+                if index.manifest.kind == ManifestKind::Index {
+                    referrers.extend(listed_referrers(&index.manifest));
+                }
+            }
+        }
+    }
+    referrers.sort_by(|a, b| (a.tag.as_deref(), &a.digest).cmp(&(b.tag.as_deref(), &b.digest)));
+    referrers.dedup_by(|a, b| a.digest == b.digest && a.tag == b.tag);
+
+    Ok(Inspection {
+        repository: repository.to_owned(),
+        reference: reference.to_owned(),
+        image,
+        tags,
+        referrers,
+        warnings,
+    })
+}
+
+fn listed_referrers(index: &Manifest) -> impl Iterator<Item = Referrer> + '_ {
+    index.manifests.iter().map(|d| Referrer {
+        digest: d.digest.clone(),
+        tag: None,
+        kind: kind_from_artifact_type(d.artifact_type.as_deref()),
+        artifact_type: d.artifact_type.clone(),
+        source: ReferrerSource::FallbackIndex,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_digest_tags() {
+        assert_eq!(digest_tag_kind(".sig"), ReferrerKind::Signature);
+        assert_eq!(digest_tag_kind(".att"), ReferrerKind::Attestation);
+        assert_eq!(digest_tag_kind(".sbom"), ReferrerKind::Sbom);
+        assert_eq!(digest_tag_kind(""), ReferrerKind::ReferrersIndex);
+        assert_eq!(digest_tag_kind(".foo"), ReferrerKind::Other);
+    }
+
+    #[test]
+    fn classifies_artifact_types() {
+        assert_eq!(
+            kind_from_artifact_type(Some("application/vnd.dev.cosign.artifact.sig.v1+json")),
+            ReferrerKind::Signature
+        );
+        assert_eq!(
+            kind_from_artifact_type(Some("application/spdx+json")),
+            ReferrerKind::Sbom
+        );
+        assert_eq!(
+            kind_from_artifact_type(Some("application/vnd.in-toto+json")),
+            ReferrerKind::Attestation
+        );
+        assert_eq!(kind_from_artifact_type(None), ReferrerKind::Other);
+    }
+}

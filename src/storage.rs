@@ -1,1 +1,0 @@
-//! distribution storage layout reader (in progress).

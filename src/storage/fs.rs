@@ -1,0 +1,171 @@
+//! The local filesystem backend (distribution's `filesystem` storage driver).
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use super::{Backend, Entry, EntryKind, FileMeta, StorageError};
+
+/// A folder on the local filesystem that holds distribution's `docker/registry/v2` content.
+#[derive(Debug, Clone)]
+pub struct LocalFs {
+    base: PathBuf,
+}
+
+impl LocalFs {
+    /// `base` is the `docker/registry/v2` folder itself.
+    pub fn new(base: PathBuf) -> Self {
+        Self { base }
+    }
+
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    fn full(&self, path: &str) -> PathBuf {
+        if path.is_empty() {
+            self.base.clone()
+        } else {
+            self.base.join(path)
+        }
+    }
+}
+
+/// Large enough for every link file and most manifests.
+const INITIAL_READ: usize = 16 * 1024;
+
+fn io_error(op: &'static str, path: &Path, source: io::Error) -> StorageError {
+    StorageError::Io {
+        op,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Missing paths are normal in this layout (optional folders, concurrent deletes). `NotADirectory`
+/// means a file sits where a folder was expected, which is just as absent for a reader.
+fn is_absent(err: &io::Error) -> bool {
+    matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+}
+
+fn meta_of(meta: &fs::Metadata) -> FileMeta {
+    FileMeta {
+        size: meta.len(),
+        // Every filesystem a registry runs on records modification times; the epoch fallback
+        // only makes such an entry look old, which the callers treat with the grace period rule.
+        modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+    }
+}
+
+impl Backend for LocalFs {
+    fn location(&self) -> String {
+        self.base.display().to_string()
+    }
+
+    fn list(&self, path: &str) -> Result<Option<Vec<Entry>>, StorageError> {
+        let full = self.full(path);
+        let reader = match fs::read_dir(&full) {
+            Ok(reader) => reader,
+            Err(err) if is_absent(&err) => return Ok(None),
+            Err(err) => return Err(io_error("list", &full, err)),
+        };
+        let mut entries = Vec::new();
+        for entry in reader {
+            let entry = entry.map_err(|err| io_error("list", &full, err))?;
+            // `file_type` comes from the directory entry itself on Linux (no extra stat); only
+            // symlinks are resolved, as distribution's driver (os.Stat) follows them.
+            let kind = match entry.file_type() {
+                Ok(t) if t.is_dir() => EntryKind::Dir,
+                Ok(t) if t.is_file() => EntryKind::File,
+                Ok(t) if t.is_symlink() => match fs::metadata(entry.path()) {
+                    Ok(m) if m.is_dir() => EntryKind::Dir,
+                    Ok(m) if m.is_file() => EntryKind::File,
+                    _ => EntryKind::Other,
+                },
+                _ => EntryKind::Other,
+            };
+            let (name, kind) = match entry.file_name().into_string() {
+                Ok(name) => (name, kind),
+                Err(raw) => (raw.to_string_lossy().into_owned(), EntryKind::Other),
+            };
+            entries.push(Entry { name, kind });
+        }
+        Ok(Some(entries))
+    }
+
+    fn stat(&self, path: &str) -> Result<Option<FileMeta>, StorageError> {
+        let full = self.full(path);
+        match fs::metadata(&full) {
+            Ok(meta) => Ok(Some(meta_of(&meta))),
+            Err(err) if is_absent(&err) => Ok(None),
+            Err(err) => Err(io_error("stat", &full, err)),
+        }
+    }
+
+    fn read(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        let full = self.full(path);
+        let mut file = match File::open(&full) {
+            Ok(file) => file,
+            Err(err) if is_absent(&err) => return Ok(None),
+            Err(err) => return Err(io_error("open", &full, err)),
+        };
+        // Link files and manifests are small: one `read` into a buffer larger than the file is
+        // the whole content, because a read from a regular file returns less than asked only at
+        // its end. That saves the `fstat` and the empty second `read` of `read_to_end` on every
+        // file. Whatever is read is verified afterwards (a link must parse as a digest, a
+        // manifest must hash to its digest), so a short read can only cause a reported error.
+        let mut buf = vec![0u8; INITIAL_READ.min(limit as usize + 1)];
+        let mut len = 0;
+        loop {
+            let n = match file.read(&mut buf[len..]) {
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                // Reading a folder: EISDIR.
+                Err(err) => return Err(io_error("read", &full, err)),
+            };
+            len += n;
+            if n == 0 || len < buf.len() {
+                break;
+            }
+            if len as u64 > limit {
+                return Err(StorageError::TooLarge {
+                    path: full.display().to_string(),
+                    size: len as u64,
+                    limit,
+                });
+            }
+            let grown = (buf.len() * 4).min(limit as usize + 1);
+            buf.resize(grown, 0);
+        }
+        buf.truncate(len);
+        Ok(Some(buf))
+    }
+
+    fn delete(&self, path: &str) -> Result<bool, StorageError> {
+        let full = self.full(path);
+        let meta = match fs::symlink_metadata(&full) {
+            Ok(meta) => meta,
+            Err(err) if is_absent(&err) => return Ok(false),
+            Err(err) => return Err(io_error("stat", &full, err)),
+        };
+        let result = if meta.is_dir() {
+            fs::remove_dir_all(&full)
+        } else {
+            fs::remove_file(&full)
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err(err) if is_absent(&err) => Ok(false),
+            Err(err) => Err(io_error("delete", &full, err)),
+        }
+    }
+
+    fn remove_empty_dir(&self, path: &str) -> Result<bool, StorageError> {
+        let full = self.full(path);
+        match fs::remove_dir(&full) {
+            Ok(()) => Ok(true),
+            Err(err) if is_absent(&err) || err.kind() == io::ErrorKind::DirectoryNotEmpty => Ok(false),
+            Err(err) => Err(io_error("remove folder", &full, err)),
+        }
+    }
+}
