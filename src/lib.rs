@@ -10,10 +10,15 @@
 //!
 //! The command-line interface lives in the binary (`src/cli`); nothing here depends on it.
 
+pub mod apply;
 pub mod digest;
 pub mod gc;
+pub mod graph;
 pub mod look;
 pub mod manifest;
+pub mod plan;
+pub mod policy;
 pub mod reference;
 pub mod registry;
+pub mod retention;
 pub mod storage;

@@ -1,5 +1,9 @@
 //! Options for reaching a registry (scheme, TLS, credentials, concurrency) and turning them into
 //! a connected [`Client`].
+//!
+//! Credentials, first match wins (docs/auth.md): `--username` with `--password-stdin`; the
+//! `REGSWEEP_USERNAME`/`REGSWEEP_PASSWORD` environment; then what `podman login` and
+//! `docker login` stored (see [`regsweep::registry::credentials`]). `--no-creds` skips them all.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -7,6 +11,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use regsweep::reference::RegistryAddr;
+use regsweep::registry::credentials::{self, CredentialSources};
 use regsweep::registry::{Client, ClientOptions, Credentials, Secret};
 
 use super::UsageError;
@@ -24,19 +29,32 @@ pub struct RegistryArgs {
     /// Trust the CA certificate(s) in this PEM file, in addition to the system's.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Vec<PathBuf>,
-    /// Username for HTTP basic authentication.
+    /// Username (for basic auth, or to obtain tokens). Without it, credentials come from
+    /// `podman login` / `docker login` (auth.json, config.json, credential helpers).
     #[arg(long, short = 'u', env = "REGSWEEP_USERNAME")]
     pub username: Option<String>,
     /// Read the password from standard input (first line). Or set REGSWEEP_PASSWORD.
     #[arg(long)]
     pub password_stdin: bool,
+    /// Read credentials from this auth.json only (podman/containers format; docker's config.json
+    /// works too) instead of the default locations.
+    #[arg(long, value_name = "PATH", env = "REGISTRY_AUTH_FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Send no credentials at all: ignore --username, REGSWEEP_* and every config file.
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub no_creds: bool,
+    /// Allow sending credentials over plain HTTP to a registry or token server that is not on
+    /// loopback (anyone on the network path can read them).
+    #[arg(long)]
+    pub allow_insecure_auth: bool,
     /// Requests in flight at most.
     #[arg(long, short = 'j', default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
 }
 
 impl RegistryArgs {
-    fn credentials(&self) -> anyhow::Result<Option<Credentials>> {
+    /// Credentials given on the command line or in the environment.
+    fn explicit_credentials(&self) -> anyhow::Result<Option<Credentials>> {
         let from_env = std::env::var("REGSWEEP_PASSWORD").ok().filter(|p| !p.is_empty());
         let password = if self.password_stdin {
             let mut line = String::new();
@@ -68,13 +86,51 @@ impl RegistryArgs {
         }
     }
 
+    /// The credentials to use for `registry`, in the documented order.
+    async fn credentials(&self, registry: &RegistryAddr) -> anyhow::Result<Option<Credentials>> {
+        if self.no_creds {
+            tracing::info!(registry = %registry, "--no-creds: connecting anonymously");
+            return Ok(None);
+        }
+        if let Some(explicit) = self.explicit_credentials()? {
+            tracing::info!(registry = %registry, user = %explicit.username, "using credentials from the command line or environment");
+            return Ok(Some(explicit));
+        }
+        if let Some(file) = &self.authfile
+            && !file.is_file()
+        {
+            return Err(UsageError::new(format!(
+                "--authfile {}: no such file (set by the flag or REGISTRY_AUTH_FILE)",
+                file.display()
+            ))
+            .into());
+        }
+        let sources = CredentialSources::from_env(self.authfile.clone());
+        let host = registry.host().to_owned();
+        // A credential helper is a child process that may take a while (a keychain prompt).
+        let found = tokio::task::spawn_blocking(move || credentials::lookup(&host, &sources))
+            .await
+            .context("the credential lookup stopped unexpectedly")??;
+        match found {
+            Some(found) => {
+                tracing::info!(registry = %registry, source = %found.source, who = %found.credentials.describe(), "using stored credentials");
+                Ok(Some(found.credentials))
+            }
+            None => {
+                tracing::debug!(registry = %registry, "no stored credentials; connecting anonymously");
+                Ok(None)
+            }
+        }
+    }
+
     /// Connects to `registry` with these options.
     pub async fn connect(&self, registry: &RegistryAddr) -> anyhow::Result<Client> {
         let options = ClientOptions {
             plain_http: self.plain_http,
             insecure: self.insecure,
             ca_files: self.ca_file.clone(),
-            credentials: self.credentials()?,
+            credentials: self.credentials(registry).await?,
+            allow_insecure_auth: self.allow_insecure_auth,
             concurrency: usize::from(self.concurrency),
             ..ClientOptions::default()
         };

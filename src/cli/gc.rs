@@ -1,10 +1,9 @@
 //! `regsweep gc`: garbage-collect a distribution registry's filesystem storage.
 
+use std::io::Write as _;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
-
-use std::io::Write as _;
 
 use anyhow::Context as _;
 use clap::Args;
@@ -12,8 +11,7 @@ use regsweep::gc::report::{Outcome, Problem, ProblemKind, Report, Severity};
 use regsweep::gc::{self, ConfigError, GcOptions, RootSource};
 use regsweep::storage::Storage;
 
-use super::output::size;
-use super::{OutputArgs, UsageError, exit};
+use super::{OutputArgs, exit};
 
 const AFTER_HELP: &str = "\
 What is kept: every tag's manifest and everything it needs (config and layers; for an index or \
@@ -62,6 +60,11 @@ pub struct GcArgs {
     #[arg(long)]
     pub ignore_problems: bool,
 
+    /// Also read every revision and `_layers` link file and report those that do not hold the
+    /// digest of their folder (a consistency check; slower). Tag links are always read.
+    #[arg(long)]
+    pub verify_links: bool,
+
     /// The registry's URL (e.g. http://127.0.0.1:5000): check first that it is read-only or
     /// stopped, and warn if it accepts writes. The check sends one DELETE for a blob that cannot
     /// exist (sha256 of 64 zeros), which changes nothing.
@@ -99,12 +102,15 @@ pub fn parse_grace(text: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: &GcArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    let target = gc::locate(&args.target, |name| std::env::var(name).ok()).map_err(|err| match err {
-        ConfigError::NotFound(_) | ConfigError::InsideLayout(_) => {
-            anyhow::Error::new(UsageError::new(err.to_string()))
+    let target = match gc::locate(&args.target, |name| std::env::var(name).ok()) {
+        Ok(target) => target,
+        // Pointing at something that is not a registry is a usage mistake (exit code 2).
+        Err(err @ (ConfigError::NotFound(_) | ConfigError::InsideLayout(_))) => {
+            eprintln!("error: {err}");
+            return Ok(exit::USAGE);
         }
-        other => anyhow::Error::new(other),
-    })?;
+        Err(err) => return Err(err.into()),
+    };
     let notes = !output.quiet && !output.json;
     match &target.source {
         RootSource::Folder => {}
@@ -178,6 +184,7 @@ pub fn run(args: &GcArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         delete_untagged: args.delete_untagged,
         grace: args.grace,
         ignore_problems: args.ignore_problems,
+        verify_links: args.verify_links,
         threads: args.jobs.map(NonZeroUsize::get),
     };
     let storage = Storage::local(&target.root);
@@ -216,6 +223,11 @@ fn spinner(output: &OutputArgs) -> indicatif::ProgressBar {
     bar.set_message("collecting garbage…");
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
+}
+
+/// Bytes in binary units, e.g. `1.5 MiB`.
+fn size(bytes: u64) -> String {
+    bytesize::ByteSize(bytes).display().iec().to_string()
 }
 
 fn count(n: usize, one: &str, many: &str) -> String {

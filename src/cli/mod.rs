@@ -5,6 +5,8 @@ pub mod connect;
 pub mod gc;
 pub mod look;
 pub mod output;
+pub mod policy;
+pub mod retention;
 
 use std::process::ExitCode;
 
@@ -56,6 +58,16 @@ pub enum Command {
     Inspect(look::InspectArgs),
     /// Storage used per repository, with blobs shared between images and repositories counted once.
     Du(look::DuArgs),
+    /// Show what a retention policy keeps and deletes, tag by tag, with reasons and bytes freed.
+    Plan(retention::PlanArgs),
+    /// Carry out a plan (a file from `plan -o`, or a policy planned and applied in one go).
+    Apply(retention::ApplyArgs),
+    /// Remove tags (only those tags, even when others share the digest) or manifests by digest.
+    Rm(retention::RmArgs),
+    /// Put back manifests saved by `apply --backup` or `rm --backup`.
+    Restore(retention::RestoreArgs),
+    /// Check retention policy files (`policy check FILE`) without contacting a registry.
+    Policy(policy::PolicyCommand),
     /// Garbage-collect a distribution registry's storage (filesystem driver).
     Gc(gc::GcArgs),
 }
@@ -98,6 +110,11 @@ pub fn main() -> ExitCode {
         Command::Tags(args) => look::tags(args, &cli.output),
         Command::Inspect(args) => look::inspect(args, &cli.output),
         Command::Du(args) => look::du(args, &cli.output),
+        Command::Plan(args) => retention::plan(args, &cli.output),
+        Command::Apply(args) => retention::apply(args, &cli.output),
+        Command::Rm(args) => retention::rm(args, &cli.output),
+        Command::Restore(args) => retention::restore(args, &cli.output),
+        Command::Policy(args) => policy::run(args, &cli.output),
         Command::Gc(args) => gc::run(args, &cli.output),
     };
     match result {

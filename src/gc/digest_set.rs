@@ -76,6 +76,22 @@ impl DigestSet {
         }
     }
 
+    /// Inserts `<algorithm>:<encoded>` without building a [`Digest`] for sha256 (the common
+    /// case when listing every blob of a registry). `None` when it is not a valid digest.
+    pub fn insert_parts(&mut self, algorithm: &str, encoded: &str) -> Option<bool> {
+        if algorithm == "sha256" {
+            // Exactly what `Digest::parse` accepts for sha256: 64 lowercase hex digits.
+            if encoded.len() != 64 || !encoded.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                return None;
+            }
+            let mut key = [0u8; 32];
+            hex::decode_to_slice(encoded, &mut key).ok()?;
+            return Some(self.sha256.insert(Sha256Key(key)));
+        }
+        let digest = Digest::parse(&format!("{algorithm}:{encoded}")).ok()?;
+        Some(self.insert(&digest))
+    }
+
     pub fn contains(&self, digest: &Digest) -> bool {
         match sha256_key(digest) {
             Some(key) => self.sha256.contains(&key),
@@ -98,6 +114,16 @@ impl DigestSet {
             // 64 lowercase hex digits always form a sha256 digest.
             .filter_map(|key| Digest::parse(&format!("sha256:{}", hex::encode(key.0))).ok())
             .chain(self.other.iter().cloned())
+    }
+
+    /// The digests of `self` that are not in `other`.
+    pub fn difference(&self, other: &DigestSet) -> Vec<Digest> {
+        self.sha256
+            .iter()
+            .filter(|key| !other.sha256.contains(key))
+            .filter_map(|key| Digest::parse(&format!("sha256:{}", hex::encode(key.0))).ok())
+            .chain(self.other.iter().filter(|d| !other.other.contains(d)).cloned())
+            .collect()
     }
 
     /// Adds every digest of `other`, reusing the larger table.
@@ -142,11 +168,29 @@ mod tests {
         let merged = set.merge(second);
         assert_eq!(merged.len(), 4);
         assert!(merged.contains(&d(3)) && merged.contains(&other));
+        let mut lone = DigestSet::new();
+        lone.extend([&d(1), &d(9)]);
+        assert_eq!(lone.difference(&merged), vec![d(9)]);
+        assert!(merged.difference(&merged).is_empty());
         let mut all: Vec<Digest> = merged.iter().collect();
         all.sort();
         let mut expected = vec![d(1), d(2), d(3), other];
         expected.sort();
         assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn insert_parts_accepts_what_digest_parse_accepts() {
+        let mut set = DigestSet::new();
+        let hex = "ab".repeat(32);
+        assert_eq!(set.insert_parts("sha256", &hex), Some(true));
+        assert_eq!(set.insert_parts("sha256", &hex), Some(false));
+        assert!(set.contains(&Digest::parse(&format!("sha256:{hex}")).unwrap()));
+        assert_eq!(set.insert_parts("sha256", &"AB".repeat(32)), None);
+        assert_eq!(set.insert_parts("sha256", "abc"), None);
+        assert_eq!(set.insert_parts("sha512", &"cd".repeat(64)), Some(true));
+        assert_eq!(set.insert_parts("sha512", "xyz"), None);
+        assert_eq!(set.len(), 2);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::digest::Digest;
 use crate::manifest::Manifest;
 use crate::storage::{IssueKind, Repository, paths};
 
+use super::digest_set::DigestSet;
 use super::report::{ManifestItem, Problem, ProblemKind, Severity};
 
 /// What the mark phase needs to know about a manifest.
@@ -74,13 +75,13 @@ pub struct MarkInput<'a> {
 }
 
 /// Result of [`mark_repository`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct RepoMark {
     /// Manifests kept in this repository.
     pub kept: BTreeSet<Digest>,
     /// Blobs this repository keeps: kept manifests, their children, configs and layers, and the
     /// targets of young `_layers` links.
-    pub marked: HashSet<Digest>,
+    pub marked: DigestSet,
     /// Config and layer blobs kept manifests need, each with one manifest that needs it; the
     /// caller checks that they exist.
     pub needed: HashMap<Digest, Digest>,
@@ -168,7 +169,7 @@ pub fn mark_repository(input: &MarkInput<'_>) -> RepoMark {
                 .at(format!("{}/current/link", paths::tag_dir(name, &tag.name))),
             );
             // Whatever it was, its blob stays.
-            out.marked.insert(current.digest.clone());
+            out.marked.insert(&current.digest);
         }
     }
     for link in &repo.revisions {
@@ -184,7 +185,7 @@ pub fn mark_repository(input: &MarkInput<'_>) -> RepoMark {
             continue;
         }
         out.kept.insert(digest.clone());
-        out.marked.insert(digest.clone());
+        out.marked.insert(digest);
         let revision_problem = |kind, message: String| {
             Problem::error(kind, message)
                 .in_repo(name)
@@ -194,12 +195,12 @@ pub fn mark_repository(input: &MarkInput<'_>) -> RepoMark {
         match input.manifests.get(digest) {
             Some(ManifestState::Parsed(facts)) => {
                 for blob in &facts.blobs {
-                    out.marked.insert(blob.clone());
+                    out.marked.insert(blob);
                     out.needed.entry(blob.clone()).or_insert_with(|| digest.clone());
                 }
-                out.marked.extend(facts.foreign.iter().cloned());
+                out.marked.extend(facts.foreign.iter());
                 for child in &facts.children {
-                    out.marked.insert(child.clone());
+                    out.marked.insert(child);
                     if revisions.contains_key(child) {
                         queue.push(child);
                     } else {

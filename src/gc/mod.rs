@@ -30,7 +30,7 @@ use rayon::prelude::*;
 
 use crate::digest::Digest;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
-use crate::storage::{BlobEntry, LayerLinkState, ReadOptions, Storage, paths};
+use crate::storage::{LayerLinkState, ReadOptions, Storage, paths};
 
 pub use config::{ConfigError, DEFAULT_ROOT, ENV_DRIVER, ENV_ROOT, RootSource, StorageTarget, locate};
 pub use digest_set::DigestSet;
@@ -50,6 +50,9 @@ pub struct GcOptions {
     /// Sweep even when problems of severity `error` were found. What those problems hide may
     /// then be deleted.
     pub ignore_problems: bool,
+    /// Read every revision and `_layers` link file and report those that do not hold the
+    /// digest of their folder (slower; see [`ReadOptions::verify_links`]).
+    pub verify_links: bool,
     /// Worker threads; `None` uses rayon's global pool (one per core).
     pub threads: Option<usize>,
 }
@@ -61,6 +64,7 @@ impl Default for GcOptions {
             delete_untagged: false,
             grace: DEFAULT_GRACE,
             ignore_problems: false,
+            verify_links: false,
             threads: None,
         }
     }
@@ -276,7 +280,9 @@ fn mark_one(
         name,
         ReadOptions {
             tag_history: options.delete_untagged,
-            link_times: options.delete_untagged,
+            // Marking needs the age of revisions only, and those come with finding them.
+            link_times: false,
+            verify_links: options.verify_links,
         },
     );
     let manifests: HashMap<Digest, ManifestState> = repo
@@ -293,8 +299,7 @@ fn mark_one(
     drop(manifests);
 
     let mut problems = result.problems;
-    let mut marked = DigestSet::new();
-    marked.extend(result.marked.iter());
+    let mut marked = result.marked;
 
     // Needed blobs missing from the listing are looked up again: one may have been uploaded
     // after the listing, for a manifest pushed while this runs.
@@ -392,15 +397,14 @@ fn list_blobs(storage: &Storage) -> BlobListing {
         .map(|shard| {
             let mut part = BlobListing::default();
             match storage.list_blob_shard(shard) {
-                Ok(entries) => {
-                    for entry in entries {
-                        match entry {
-                            BlobEntry::Blob(digest) => {
-                                part.present.insert(&digest);
-                            }
-                            BlobEntry::Unexpected(path) => part.problems.push(unexpected(path)),
+                Ok(listed) => {
+                    for name in &listed.names {
+                        if part.present.insert_parts(&listed.algorithm, name).is_none() {
+                            part.problems.push(unexpected(format!("{shard}/{name}")));
                         }
                     }
+                    part.problems
+                        .extend(listed.unexpected.into_iter().map(unexpected));
                 }
                 // Only deletion candidates can hide there, and a needed blob missing from the
                 // listing is looked up on its own.
@@ -445,8 +449,8 @@ fn blob_candidates(
     marked: &DigestSet,
     cutoff: SystemTime,
 ) -> BlobCandidates {
-    let unmarked: Vec<Digest> = present.iter().filter(|d| !marked.contains(d)).collect();
-    unmarked
+    present
+        .difference(marked)
         .into_par_iter()
         .map(|digest| {
             let mut part = BlobCandidates::default();

@@ -43,7 +43,10 @@ fn changed_recently(storage: &Storage, path: &str, cutoff: SystemTime) -> Result
 }
 
 pub(super) fn sweep(storage: &Storage, report: &mut Report, started: SystemTime, cutoff: SystemTime) {
-    let since = started.checked_sub(CLOCK_SLACK).unwrap_or(started);
+    // Links written since the run started are looked for, with some slack for coarse file
+    // timestamps, but never before the grace cutoff: what is older than that was already judged
+    // by the mark phase (and with `--grace 0` the operator opted out of time-based protection).
+    let since = started.checked_sub(CLOCK_SLACK).unwrap_or(started).max(cutoff);
     let protected = match pushed_since(storage, since) {
         Ok(protected) => protected,
         Err(problem) => {

@@ -368,3 +368,31 @@ fn runs_on_a_dedicated_thread_pool() {
     .unwrap();
     assert_eq!(report.stats.blobs, 5);
 }
+
+#[test]
+fn bad_revision_links_are_found_when_verifying_links() {
+    let tree = Tree::new();
+    let digest = tree.image("app", None, "x", 1);
+    tree.write(
+        &format!("{}/link", paths::revision_dir("app", &digest)),
+        b"sha256:not-hex",
+    );
+    let orphan = tree.blob(b"orphan");
+    tree.age_all(old());
+    let storage = tree.storage();
+
+    // Found by its folder, as distribution addresses it: kept, with its blobs.
+    let report = collect(&storage, &options(true, false)).unwrap();
+    assert_eq!(report.outcome, Outcome::DryRun);
+    assert_eq!(blob_set(&report), BTreeSet::from([orphan]));
+
+    let verify = GcOptions {
+        verify_links: true,
+        ..options(true, false)
+    };
+    let report = collect(&storage, &verify).unwrap();
+    assert_eq!(report.outcome, Outcome::Refused);
+    let error = report.errors().next().unwrap();
+    assert_eq!(error.kind, ProblemKind::BadLink);
+    assert!(error.message.contains("not a digest"), "{}", error.message);
+}

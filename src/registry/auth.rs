@@ -33,10 +33,48 @@ impl fmt::Display for Secret {
 }
 
 /// A username and password for HTTP basic authentication (or to obtain tokens).
+///
+/// An identity token (docker's `identitytoken`, an OAuth2 refresh token) is held with the username
+/// [`IDENTITY_TOKEN_USER`] and the token as the password, which is how docker's credential helpers
+/// hand one over: it is never sent as basic credentials, only to the token server's OAuth2
+/// endpoint as `grant_type=refresh_token`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub username: String,
     pub password: Secret,
+}
+
+/// The username docker's credential-helper protocol uses for "the secret is an identity token".
+pub const IDENTITY_TOKEN_USER: &str = "<token>";
+
+impl Credentials {
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            username: username.into(),
+            password: Secret::new(password),
+        }
+    }
+
+    /// An identity (refresh) token, exchanged for access tokens with the OAuth2 POST flow.
+    pub fn identity_token(token: impl Into<String>) -> Self {
+        Self {
+            username: IDENTITY_TOKEN_USER.to_owned(),
+            password: Secret::new(token),
+        }
+    }
+
+    pub fn is_identity_token(&self) -> bool {
+        self.username == IDENTITY_TOKEN_USER
+    }
+
+    /// Who these credentials are, for messages: `user `alice``, or `an identity token`.
+    pub fn describe(&self) -> String {
+        if self.is_identity_token() {
+            "the identity token".to_owned()
+        } else {
+            format!("user `{}`", self.username)
+        }
+    }
 }
 
 /// One authentication challenge from a `WWW-Authenticate` header.
@@ -166,6 +204,151 @@ impl Scope {
             actions: vec!["*".into()],
         }
     }
+
+    /// Parses one resource scope, `type[(class)]:name:action[,action]*` (distribution's
+    /// `spec/auth/scope.md`). The name may hold a `host:port/` prefix, so the type ends at the
+    /// first `:` and the actions start after the last one. A class is dropped (it is deprecated
+    /// and ignored by registries).
+    pub fn parse(text: &str) -> Result<Self, ScopeError> {
+        let err = |reason| ScopeError {
+            scope: text.chars().take(200).collect(),
+            reason,
+        };
+        let (resource_type, rest) = text
+            .split_once(':')
+            .ok_or_else(|| err("expected TYPE:NAME:ACTIONS"))?;
+        let (name, actions) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| err("expected TYPE:NAME:ACTIONS"))?;
+        let resource_type = resource_type.split('(').next().unwrap_or_default();
+        let valid_type = !resource_type.is_empty()
+            && resource_type
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid_type {
+            return Err(err("the resource type must be letters and digits"));
+        }
+        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(err("the resource name is empty or holds whitespace"));
+        }
+        let actions: Vec<String> = actions
+            .split(',')
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if actions
+            .iter()
+            .any(|a| !a.chars().all(|c| c.is_ascii_lowercase() || c == '*'))
+        {
+            return Err(err("actions are lowercase words or `*`"));
+        }
+        Ok(Self {
+            resource_type: resource_type.to_owned(),
+            name: name.to_owned(),
+            actions,
+        })
+    }
+
+    /// Parses a space-separated scope list, as in a challenge's `scope` parameter or an OAuth2
+    /// token response's `scope` field.
+    pub fn parse_list(text: &str) -> Result<Vec<Self>, ScopeError> {
+        text.split_whitespace().map(Self::parse).collect()
+    }
+
+    /// Whether `other` names the same resource (type and name).
+    pub fn same_resource(&self, other: &Scope) -> bool {
+        self.resource_type == other.resource_type && self.name == other.name
+    }
+
+    /// The actions of this scope that `granted` does not allow, in this scope's order. A granted
+    /// `*` allows every action on its resource.
+    pub fn missing_from(&self, granted: &[Scope]) -> Vec<String> {
+        let allowed: Vec<&str> = granted
+            .iter()
+            .filter(|g| g.same_resource(self))
+            .flat_map(|g| g.actions.iter().map(String::as_str))
+            .collect();
+        if allowed.contains(&"*") {
+            return Vec::new();
+        }
+        self.actions
+            .iter()
+            .filter(|a| !allowed.contains(&a.as_str()))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Adds `extra` to `scopes`: actions on a resource already present are merged into it (in
+/// first-seen order), other resources are appended. Returns whether anything was added.
+pub fn merge_scopes(scopes: &mut Vec<Scope>, extra: &[Scope]) -> bool {
+    let mut changed = false;
+    for wanted in extra {
+        match scopes.iter_mut().find(|s| s.same_resource(wanted)) {
+            Some(existing) => {
+                for action in &wanted.actions {
+                    if !existing.actions.contains(action) {
+                        existing.actions.push(action.clone());
+                        changed = true;
+                    }
+                }
+            }
+            None => {
+                scopes.push(wanted.clone());
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+/// A space-separated list, as token requests and messages show scopes.
+pub fn scope_list(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Why a scope string could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed scope `{scope}`: {reason}")]
+pub struct ScopeError {
+    pub scope: String,
+    pub reason: &'static str,
+}
+
+/// Decodes base64 in the standard or the URL-safe alphabet, padded or not (docker's `auth`
+/// fields are standard and padded, JWT segments URL-safe and unpadded). `None` when the input is
+/// not base64. Written out here because the need is this small and the root crate has no base64
+/// dependency.
+pub(crate) fn base64_decode(input: &str) -> Option<Vec<u8>> {
+    fn value(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32)
+    }
+    let trimmed = input.trim();
+    let data = trimmed.trim_end_matches('=');
+    if trimmed.len() - data.len() > 2 || data.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(data.len() * 3 / 4);
+    for chunk in data.as_bytes().chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= value(c)? << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
 }
 
 impl fmt::Display for Scope {
@@ -241,6 +424,100 @@ mod tests {
             "\u{e9}",
         ] {
             assert!(parse_challenges(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn parses_scopes_with_ports_classes_and_lists() {
+        let s = Scope::parse("repository:localhost:5000/team/app:pull,push").unwrap();
+        assert_eq!(s.resource_type, "repository");
+        assert_eq!(s.name, "localhost:5000/team/app");
+        assert_eq!(s.actions, ["pull", "push"]);
+        let s = Scope::parse("repository(plugin):vieux/sshfs:pull").unwrap();
+        assert_eq!(s.resource_type, "repository");
+        assert_eq!(s.to_string(), "repository:vieux/sshfs:pull");
+        assert_eq!(Scope::parse("registry:catalog:*").unwrap(), Scope::catalog());
+        let list = Scope::parse_list(" repository:a:pull  repository:b:delete ").unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1].actions, ["delete"]);
+        for bad in [
+            "",
+            "repository",
+            "repository:a",
+            ":a:pull",
+            "repository::pull",
+            "repository:a:PULL",
+        ] {
+            assert!(Scope::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn missing_actions_and_merging() {
+        let want = Scope::repository("team/app", &["pull", "delete"]);
+        let granted = vec![
+            Scope::repository("team/app", &["pull"]),
+            Scope::repository("other", &["delete"]),
+        ];
+        assert_eq!(want.missing_from(&granted), ["delete"]);
+        assert_eq!(want.missing_from(&[]), ["pull", "delete"]);
+        assert!(
+            want.missing_from(&[Scope::repository("team/app", &["*"])])
+                .is_empty()
+        );
+        assert!(Scope::catalog().missing_from(&[Scope::catalog()]).is_empty());
+
+        let mut scopes = vec![Scope::repository("team/app", &["delete"])];
+        assert!(merge_scopes(
+            &mut scopes,
+            &Scope::parse_list("repository:team/app:pull,push,delete").unwrap()
+        ));
+        assert_eq!(scope_list(&scopes), "repository:team/app:delete,pull,push");
+        assert!(!merge_scopes(
+            &mut scopes,
+            &[Scope::repository("team/app", &["pull"])]
+        ));
+        assert!(merge_scopes(&mut scopes, &[Scope::catalog()]));
+        assert_eq!(scopes.len(), 2);
+    }
+
+    #[test]
+    fn base64_both_alphabets() {
+        assert_eq!(base64_decode("YWxpY2U6czNjcmV0").unwrap(), b"alice:s3cret");
+        assert_eq!(base64_decode("Zm8=").unwrap(), b"fo");
+        assert_eq!(base64_decode("Zm8").unwrap(), b"fo");
+        assert_eq!(base64_decode("Zg==").unwrap(), b"f");
+        assert_eq!(base64_decode("").unwrap(), b"");
+        assert_eq!(base64_decode("-_8").unwrap(), [0xfb, 0xff]);
+        assert_eq!(base64_decode("+/8=").unwrap(), [0xfb, 0xff]);
+        for bad in ["Z", "Zm9v!", "Zg===", "Zm\u{e9}"] {
+            assert!(base64_decode(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn identity_tokens_are_marked() {
+        let c = Credentials::identity_token("refresh-canary");
+        assert!(c.is_identity_token());
+        assert_eq!(c.describe(), "the identity token");
+        assert!(!format!("{c:?}").contains("refresh-canary"));
+        assert_eq!(Credentials::new("bob", "x").describe(), "user `bob`");
+    }
+
+    #[test]
+    fn challenge_parser_never_panics() {
+        // Deterministic pseudo-random headers built from the characters that matter to the parser.
+        let alphabet: Vec<char> = "Bearer Basic realm=\"\\,  =\t scope:é/".chars().collect();
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 40) as usize;
+            let text: String = (0..len)
+                .map(|i| alphabet[((state >> (i % 50)) as usize + i * 7) % alphabet.len()])
+                .collect();
+            let _ = parse_challenges(&text);
         }
     }
 

@@ -8,8 +8,10 @@
 //! pool of keep-alive connections and a limit on requests in flight.
 
 pub mod auth;
+pub mod credentials;
 pub mod error;
 pub mod link;
+mod token;
 mod transport;
 
 use std::path::PathBuf;
@@ -45,6 +47,8 @@ pub struct ClientOptions {
     /// Extra PEM CA certificates to trust.
     pub ca_files: Vec<PathBuf>,
     pub credentials: Option<Credentials>,
+    /// Send credentials over plain HTTP to a registry or token server that is not on loopback.
+    pub allow_insecure_auth: bool,
     /// Requests in flight at most.
     pub concurrency: usize,
     pub retry: RetryPolicy,
@@ -62,6 +66,7 @@ impl Default for ClientOptions {
             insecure: false,
             ca_files: Vec::new(),
             credentials: None,
+            allow_insecure_auth: false,
             concurrency: 8,
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(60),
@@ -123,6 +128,7 @@ impl Client {
                 options.concurrency,
                 options.retry,
                 options.credentials.clone(),
+                options.allow_insecure_auth,
             );
             let client = Client {
                 registry: registry.clone(),
@@ -375,6 +381,56 @@ impl Client {
         let mut request = self.manifest_request(Method::DELETE, repository, digest.as_str());
         request.scope = Scope::repository(repository, &["delete"]);
         self.transport.send(&request).await.map(drop)
+    }
+
+    /// Deletes a tag without touching its manifest, through the OCI 1.1 `DELETE
+    /// /v2/<name>/manifests/<tag>`. Registries that do not support it answer 400 (distribution
+    /// 2.x: `DIGEST_INVALID`) or 405; see `apply::UntagMethod` for how regsweep probes this
+    /// safely, because some registries delete the whole image with every tag instead.
+    pub async fn delete_tag(&self, repository: &str, tag: &str) -> Result<(), RegistryError> {
+        let mut request = self.manifest_request(Method::DELETE, repository, tag);
+        request.scope = Scope::repository(repository, &["delete"]);
+        self.transport.send(&request).await.map(drop)
+    }
+
+    /// Uploads a small blob in one request pair (POST, then PUT with the digest) and returns its
+    /// digest. Used for the placeholder manifests that untag on registries without tag deletion.
+    pub async fn upload_blob(&self, repository: &str, bytes: Vec<u8>) -> Result<Digest, RegistryError> {
+        let digest = Digest::sha256(&bytes);
+        let scope = Scope::repository(repository, &["pull", "push"]);
+        let start = Request {
+            method: Method::POST,
+            url: self.transport.url(&format!("/v2/{repository}/blobs/uploads/")),
+            accept: None,
+            body: None,
+            scope: scope.clone(),
+            missing: Missing::Repository(repository.to_owned()),
+            max_body: MAX_LIST_BYTES,
+        };
+        let response = self.transport.send(&start).await?;
+        let location = response
+            .header("location")
+            .ok_or_else(|| RegistryError::BadResponse {
+                request: info(&start),
+                reason: "blob upload started without a Location header".into(),
+            })?;
+        let mut url =
+            link::resolve_same_origin(&response.url, location).map_err(|e| RegistryError::BadResponse {
+                request: info(&start),
+                reason: format!("upload Location: {e}"),
+            })?;
+        url.query_pairs_mut().append_pair("digest", digest.as_str());
+        let finish = Request {
+            method: Method::PUT,
+            url,
+            accept: None,
+            body: Some(("application/octet-stream".to_owned(), bytes)),
+            scope,
+            missing: Missing::Repository(repository.to_owned()),
+            max_body: MAX_LIST_BYTES,
+        };
+        self.transport.send(&finish).await?;
+        Ok(digest)
     }
 
     /// Uploads a manifest under a tag or digest and returns the digest of the uploaded bytes,

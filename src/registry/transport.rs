@@ -1,18 +1,27 @@
 //! The HTTP layer under the registry client: one keep-alive connection pool per registry, a
-//! semaphore that bounds requests in flight, authentication, retries with exponential backoff
-//! and jitter (honouring `Retry-After`), bounded response bodies, and the mapping from HTTP
-//! statuses to [`RegistryError`]s.
+//! semaphore that bounds requests in flight, authentication (anonymous, basic, bearer tokens
+//! with exactly the scope each request needs), retries with exponential backoff and jitter
+//! (honouring `Retry-After`), bounded response bodies, and the mapping from HTTP statuses to
+//! [`RegistryError`]s.
+//!
+//! Credentials go only to the registry's own origin (every URL is built from `base`, `Link`
+//! targets are checked in `link.rs`, and reqwest drops `Authorization` on redirects to another
+//! host, port or scheme) and to the token realm the registry names, under the rules of
+//! [`may_send_credentials`]. Basic credentials go over plain HTTP only to loopback, unless
+//! insecure auth is allowed.
 
-use std::sync::RwLock;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode, Url};
 use tokio::sync::Semaphore;
 
-use super::auth::{Challenge, Credentials, Scope, parse_challenges};
+use super::auth::{Challenge, Credentials, Scope, merge_scopes, parse_challenges, scope_list};
 use super::error::{Missing, RegistryError, RequestInfo, parse_error_body};
+use super::token::{BearerRealm, Token, TokenClient, TokenError, is_loopback_url, may_send_credentials};
 
 /// Retry policy for transient failures (connection errors, 429, 5xx).
 #[derive(Debug, Clone, Copy)]
@@ -62,12 +71,52 @@ pub fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> 
     Some(Duration::try_from(delta).unwrap_or(Duration::ZERO))
 }
 
-/// How requests to this registry are authenticated at the moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How requests to this registry are authenticated at the moment. It starts anonymous; the first
+/// 401 says which scheme the registry wants, and from then on every request carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum AuthMode {
     Anonymous,
     Basic,
+    Bearer(Arc<BearerRealm>),
 }
+
+/// The authentication one attempt carried.
+enum Auth {
+    None,
+    Basic,
+    Bearer {
+        realm: Arc<BearerRealm>,
+        scopes: Vec<Scope>,
+        token: Token,
+    },
+}
+
+/// What to do after a 401.
+enum Reaction {
+    /// Send the request again (with what the 401 taught).
+    Retry,
+    /// Give up with this explanation.
+    Fail(String),
+    /// Give up with the generic explanation of a 401.
+    Report,
+}
+
+/// Per-request authentication state across retries.
+struct AuthProgress {
+    /// The scopes to ask a token for: the request's own, plus what the registry asked for.
+    scopes: Vec<Scope>,
+    /// The registry answered a bearer request with a basic challenge (Harbor does for some
+    /// endpoints): use basic credentials for this request.
+    force_basic: bool,
+    /// A refused token was already replaced once.
+    token_replaced: bool,
+    /// 401s reacted to; bounded so two confused servers cannot loop.
+    retries: u32,
+}
+
+/// At most this many 401s are answered with a new attempt within one request: switch to bearer,
+/// widen the scope, replace a refused token.
+const MAX_AUTH_RETRIES: u32 = 3;
 
 /// A request to send: everything needed to build it again for a retry.
 pub struct Request<'a> {
@@ -108,7 +157,14 @@ pub struct Transport {
     limiter: Semaphore,
     retry: RetryPolicy,
     credentials: Option<Credentials>,
+    /// Send credentials over plain HTTP to hosts other than loopback (`--allow-insecure-auth`).
+    allow_insecure_auth: bool,
     mode: RwLock<AuthMode>,
+    tokens: TokenClient,
+    /// Scopes the registry asked for beyond a request's own (an `insufficient_scope` challenge
+    /// naming more actions, as Quay does for DELETE), keyed by the request's scope, so that later
+    /// requests ask for them at once.
+    scope_upgrades: Mutex<HashMap<Scope, Vec<Scope>>>,
     /// HTTP requests sent (every attempt counts), for `-v` summaries and benchmarks.
     sent: AtomicU64,
 }
@@ -120,12 +176,14 @@ impl Transport {
         concurrency: usize,
         retry: RetryPolicy,
         credentials: Option<Credentials>,
+        allow_insecure_auth: bool,
     ) -> Self {
         let host = base.host_str().unwrap_or("?").to_owned();
         let host = match base.port() {
             Some(port) => format!("{host}:{port}"),
             None => host,
         };
+        let tokens = TokenClient::new(http.clone(), retry, credentials.as_ref());
         Self {
             http,
             base,
@@ -133,7 +191,10 @@ impl Transport {
             limiter: Semaphore::new(concurrency.max(1)),
             retry,
             credentials,
+            allow_insecure_auth,
             mode: RwLock::new(AuthMode::Anonymous),
+            tokens,
+            scope_upgrades: Mutex::new(HashMap::new()),
             sent: AtomicU64::new(0),
         }
     }
@@ -148,11 +209,17 @@ impl Transport {
     }
 
     fn mode(&self) -> AuthMode {
-        *self.mode.read().unwrap_or_else(|e| e.into_inner())
+        self.mode.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn set_mode(&self, mode: AuthMode) {
         *self.mode.write().unwrap_or_else(|e| e.into_inner()) = mode;
+    }
+
+    /// Whether basic credentials may go to the registry itself: over HTTPS, to loopback, or
+    /// when insecure auth was allowed.
+    fn may_send_basic(&self) -> bool {
+        self.base.scheme() == "https" || is_loopback_url(&self.base) || self.allow_insecure_auth
     }
 
     /// Sends a request, retrying transient failures, and returns the 2xx response or the error.
@@ -170,10 +237,23 @@ impl Transport {
             method: req.method.to_string(),
             url: req.url.to_string(),
         };
+        let mut progress = AuthProgress {
+            scopes: self.scopes_for(&req.scope),
+            force_basic: false,
+            token_replaced: false,
+            retries: 0,
+        };
         let mut attempt = 0;
-        let mut auth_retried = false;
         loop {
             attempt += 1;
+            let auth =
+                self.authorization(req, &progress)
+                    .await
+                    .map_err(|err| RegistryError::Unauthorized {
+                        request: info.clone(),
+                        errors: Vec::new(),
+                        hint: err.to_string(),
+                    })?;
             let started = Instant::now();
             let outcome = {
                 let _permit = self
@@ -181,7 +261,7 @@ impl Transport {
                     .acquire()
                     .await
                     .expect("the semaphore is never closed");
-                self.attempt(req).await
+                self.attempt(req, &auth).await
             };
             let retry_in = match outcome {
                 Ok((status, headers, body, url)) => {
@@ -189,15 +269,27 @@ impl Transport {
                     if status.is_success() {
                         return Ok(Response { headers, body, url });
                     }
-                    if status == StatusCode::UNAUTHORIZED && !auth_retried && self.on_unauthorized(&headers) {
-                        auth_retried = true;
-                        attempt -= 1;
-                        continue;
+                    if status == StatusCode::UNAUTHORIZED && progress.retries < MAX_AUTH_RETRIES {
+                        match self.on_unauthorized(req, &headers, &auth, &mut progress).await {
+                            Reaction::Retry => {
+                                progress.retries += 1;
+                                attempt -= 1;
+                                continue;
+                            }
+                            Reaction::Fail(hint) => {
+                                return Err(RegistryError::Unauthorized {
+                                    request: info,
+                                    errors: parse_error_body(&body),
+                                    hint,
+                                });
+                            }
+                            Reaction::Report => {}
+                        }
                     }
                     let transient = status == StatusCode::TOO_MANY_REQUESTS
                         || matches!(status.as_u16(), 500 | 502 | 503 | 504);
                     if !transient || attempt >= max_attempts {
-                        return Err(self.status_error(req, info, status, &headers, &body, attempt));
+                        return Err(self.status_error(req, info, status, &headers, &body, attempt, &auth));
                     }
                     let server = headers
                         .get(RETRY_AFTER)
@@ -235,9 +327,60 @@ impl Transport {
         }
     }
 
+    /// The scopes to ask for on behalf of a request with `scope`.
+    fn scopes_for(&self, scope: &Scope) -> Vec<Scope> {
+        let upgrades = self.scope_upgrades.lock().unwrap_or_else(|e| e.into_inner());
+        upgrades
+            .get(scope)
+            .cloned()
+            .unwrap_or_else(|| vec![scope.clone()])
+    }
+
+    /// `/v2/` only tells whether the registry is there and which authentication it wants; it is
+    /// never worth a token (and a token for the probe's scope may not even be grantable).
+    fn is_probe(req: &Request<'_>) -> bool {
+        req.url.path() == "/v2/"
+    }
+
+    /// The authentication for the next attempt, fetching a bearer token when needed.
+    async fn authorization(&self, req: &Request<'_>, progress: &AuthProgress) -> Result<Auth, TokenError> {
+        if progress.force_basic {
+            return Ok(Auth::Basic);
+        }
+        match self.mode() {
+            AuthMode::Anonymous => Ok(Auth::None),
+            AuthMode::Basic => Ok(Auth::Basic),
+            AuthMode::Bearer(_) if Self::is_probe(req) => Ok(Auth::None),
+            AuthMode::Bearer(realm) => {
+                let credentials = match &self.credentials {
+                    Some(creds)
+                        if may_send_credentials(&self.base, &realm.realm, self.allow_insecure_auth) =>
+                    {
+                        Some(creds)
+                    }
+                    Some(_) => {
+                        // Falling back to anonymous would hide why access is missing; say it.
+                        return Err(TokenError::InsecureRealm {
+                            realm: realm.realm.to_string(),
+                            registry: self.base.to_string(),
+                        });
+                    }
+                    None => None,
+                };
+                let token = self.tokens.token(&realm, &progress.scopes, credentials).await?;
+                Ok(Auth::Bearer {
+                    realm,
+                    scopes: progress.scopes.clone(),
+                    token,
+                })
+            }
+        }
+    }
+
     async fn attempt(
         &self,
         req: &Request<'_>,
+        auth: &Auth,
     ) -> Result<(StatusCode, HeaderMap, Vec<u8>, Url), AttemptError> {
         self.sent.fetch_add(1, Ordering::Relaxed);
         let mut builder = self.http.request(req.method.clone(), req.url.clone());
@@ -249,11 +392,18 @@ impl Transport {
                 .header(CONTENT_TYPE, content_type.as_str())
                 .body(body.clone());
         }
-        if self.mode() == AuthMode::Basic
-            && let Some(creds) = &self.credentials
-        {
-            // reqwest marks the header sensitive, so it is never logged or kept on redirects.
-            builder = builder.basic_auth(&creds.username, Some(creds.password.expose()));
+        match auth {
+            Auth::None => {}
+            Auth::Basic => {
+                if let Some(creds) = &self.credentials {
+                    // reqwest marks the header sensitive, so it is never logged, and drops it on
+                    // a redirect to another host.
+                    builder = builder.basic_auth(&creds.username, Some(creds.password.expose()));
+                }
+            }
+            Auth::Bearer { token, .. } => {
+                builder = builder.bearer_auth(token.value.expose());
+            }
         }
         let mut response = builder.send().await.map_err(AttemptError::Transport)?;
         let status = response.status();
@@ -274,20 +424,183 @@ impl Transport {
         Ok((status, response.headers().clone(), body, url))
     }
 
-    /// Reacts to a 401: switches to basic auth when the registry asks for it and credentials are
-    /// available. Returns whether the request should be sent again.
-    fn on_unauthorized(&self, headers: &HeaderMap) -> bool {
-        if self.credentials.is_none() || self.mode() == AuthMode::Basic {
-            return false;
+    /// Reacts to a 401: learns the scheme the registry wants, widens a token's scope when the
+    /// registry asks for more, replaces a refused token once, or explains why it gives up.
+    async fn on_unauthorized(
+        &self,
+        req: &Request<'_>,
+        headers: &HeaderMap,
+        auth: &Auth,
+        progress: &mut AuthProgress,
+    ) -> Reaction {
+        let challenges = challenges(headers);
+        let bearer = challenges.iter().find(|c| c.scheme == "bearer");
+        let basic = challenges.iter().any(|c| c.scheme == "basic");
+        let have_creds = self.credentials.is_some();
+        let basic_usable = basic && self.credentials.as_ref().is_some_and(|c| !c.is_identity_token());
+        match auth {
+            Auth::None => {
+                if let Some(challenge) = bearer {
+                    let realm = match BearerRealm::from_challenge(
+                        challenge.param("realm"),
+                        challenge.param("service"),
+                    ) {
+                        Ok(realm) => realm,
+                        Err(err) => return Reaction::Fail(err.to_string()),
+                    };
+                    tracing::debug!(host = %self.host, realm = %realm, "registry asks for a bearer token");
+                    self.set_mode(AuthMode::Bearer(Arc::new(realm)));
+                    // The probe only needed to learn the scheme.
+                    return if Self::is_probe(req) {
+                        Reaction::Report
+                    } else {
+                        Reaction::Retry
+                    };
+                }
+                if basic_usable {
+                    if !self.may_send_basic() {
+                        return Reaction::Fail(self.insecure_basic_hint());
+                    }
+                    tracing::debug!(host = %self.host, "registry asks for basic authentication");
+                    self.set_mode(AuthMode::Basic);
+                    return Reaction::Retry;
+                }
+                Reaction::Report
+            }
+            Auth::Basic => {
+                if let Some(challenge) = bearer
+                    && !progress.force_basic
+                    && let Ok(realm) =
+                        BearerRealm::from_challenge(challenge.param("realm"), challenge.param("service"))
+                {
+                    // The registry changed its mind (or sits behind a proxy that does tokens).
+                    self.set_mode(AuthMode::Bearer(Arc::new(realm)));
+                    return Reaction::Retry;
+                }
+                Reaction::Report
+            }
+            Auth::Bearer { realm, scopes, token } => {
+                let Some(challenge) = bearer else {
+                    if basic_usable && !progress.force_basic && self.may_send_basic() {
+                        // Harbor answers some endpoints with a basic challenge even to bearer
+                        // requests; basic credentials work there.
+                        progress.force_basic = true;
+                        return Reaction::Retry;
+                    }
+                    return Reaction::Report;
+                };
+                if challenge.param("error") == Some("insufficient_scope") {
+                    let wanted = challenge
+                        .param("scope")
+                        .map(|s| {
+                            s.split_whitespace()
+                                .filter_map(|one| Scope::parse(one).ok())
+                                .collect::<Vec<_>>()
+                        })
+                        .unwrap_or_default();
+                    let mut widened = progress.scopes.clone();
+                    if merge_scopes(&mut widened, &wanted) {
+                        tracing::debug!(host = %self.host, asked = %scope_list(&progress.scopes), wanted = %scope_list(&widened), "registry wants a wider scope");
+                        self.scope_upgrades
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(req.scope.clone(), widened.clone());
+                        progress.scopes = widened;
+                        return Reaction::Retry;
+                    }
+                    return Reaction::Fail(self.missing_permission_hint(realm, scopes, token));
+                }
+                let offered =
+                    BearerRealm::from_challenge(challenge.param("realm"), challenge.param("service"));
+                if let Ok(offered) = offered
+                    && offered != **realm
+                {
+                    // Tokens now come from elsewhere (the registry was reconfigured).
+                    self.set_mode(AuthMode::Bearer(Arc::new(offered)));
+                    return Reaction::Retry;
+                }
+                // The token was refused as such (expired, revoked, signed by a key the registry
+                // does not trust): fetch a new one, once.
+                self.tokens.invalidate(realm, scopes, &token.value).await;
+                if !progress.token_replaced {
+                    progress.token_replaced = true;
+                    tracing::debug!(host = %self.host, realm = %realm, "registry refused a bearer token, fetching a new one");
+                    return Reaction::Retry;
+                }
+                let error = challenge.param("error").unwrap_or("none");
+                Reaction::Fail(format!(
+                    "the registry refuses the tokens issued by {realm} (error: {error}) even when new{}; \
+                     the registry's token settings (issuer, service, trusted certificates) probably do not \
+                     match the token server",
+                    if have_creds {
+                        ""
+                    } else {
+                        " (they were requested anonymously)"
+                    }
+                ))
+            }
         }
-        let basic = challenges(headers).iter().any(|c| c.scheme == "basic");
-        if basic {
-            tracing::debug!(host = %self.host, "registry asks for basic authentication");
-            self.set_mode(AuthMode::Basic);
-        }
-        basic
     }
 
+    /// Explains an `insufficient_scope` refusal: which permission is missing, for whom, and what
+    /// the token server did grant.
+    fn missing_permission_hint(&self, realm: &BearerRealm, asked: &[Scope], token: &Token) -> String {
+        let who = match &self.credentials {
+            Some(creds) => creds.describe(),
+            None => "anonymous access".to_owned(),
+        };
+        let advice = if self.credentials.is_none() {
+            "; log in with `docker login` or `podman login`, or pass --username with --password-stdin"
+        } else {
+            "; ask the registry's administrator for this permission"
+        };
+        match &token.granted {
+            Some(granted) => {
+                let missing: Vec<String> = asked
+                    .iter()
+                    .flat_map(|scope| {
+                        scope
+                            .missing_from(granted)
+                            .into_iter()
+                            .map(move |action| format!("{}:{}:{action}", scope.resource_type, scope.name))
+                    })
+                    .collect();
+                let granted_text = if granted.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    format!("only `{}`", scope_list(granted))
+                };
+                if missing.is_empty() {
+                    format!(
+                        "the registry says the token lacks permission for `{}`, although the token server \
+                         {realm} granted `{}`{advice}",
+                        scope_list(asked),
+                        scope_list(granted)
+                    )
+                } else {
+                    format!(
+                        "{who} lacks permission `{}`: the token server {realm} granted {granted_text}{advice}",
+                        missing.join("`, `")
+                    )
+                }
+            }
+            None => format!(
+                "{who} lacks permission for `{}` (the registry answered insufficient_scope to the token from \
+                 {realm}){advice}",
+                scope_list(asked)
+            ),
+        }
+    }
+
+    fn insecure_basic_hint(&self) -> String {
+        format!(
+            "refusing to send credentials over plain HTTP to {}; use HTTPS, or pass --allow-insecure-auth \
+             if this network is trusted",
+            self.host
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn status_error(
         &self,
         req: &Request<'_>,
@@ -296,13 +609,14 @@ impl Transport {
         headers: &HeaderMap,
         body: &[u8],
         attempts: u32,
+        auth: &Auth,
     ) -> RegistryError {
         let errors = parse_error_body(body);
         match status {
             StatusCode::UNAUTHORIZED => RegistryError::Unauthorized {
                 request,
                 errors,
-                hint: self.unauthorized_hint(headers, &req.scope),
+                hint: self.unauthorized_hint(headers, &req.scope, auth),
             },
             StatusCode::FORBIDDEN => RegistryError::Denied { request, errors },
             StatusCode::NOT_FOUND => RegistryError::NotFound {
@@ -327,25 +641,32 @@ impl Transport {
         }
     }
 
-    fn unauthorized_hint(&self, headers: &HeaderMap, scope: &Scope) -> String {
+    fn unauthorized_hint(&self, headers: &HeaderMap, scope: &Scope, auth: &Auth) -> String {
         let challenges = challenges(headers);
-        if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
-            return format!(
-                "the registry wants a bearer token from {} for `{}`, which this version of regsweep cannot obtain yet",
-                bearer.param("realm").unwrap_or("its token service"),
-                scope
-            );
-        }
-        match (&self.credentials, self.mode()) {
-            (None, _) => "the registry requires authentication: pass --username NAME with --password-stdin, \
-                          or set REGSWEEP_USERNAME and REGSWEEP_PASSWORD"
-                .to_owned(),
-            (Some(creds), AuthMode::Basic) => format!(
-                "the registry rejected the credentials of user `{}`; check the username and password",
-                creds.username
+        let basic = challenges.iter().any(|c| c.scheme == "basic");
+        match (auth, &self.credentials) {
+            (Auth::Bearer { realm, .. }, _) => format!(
+                "the registry refused the bearer token from {realm} for `{scope}` and offered nothing else"
             ),
-            (Some(_), AuthMode::Anonymous) => {
-                "the registry refused the request and did not offer basic authentication".to_owned()
+            (Auth::Basic, Some(creds)) => format!(
+                "the registry rejected the credentials of {}; check the username and password",
+                creds.describe()
+            ),
+            (_, None) if basic || challenges.iter().any(|c| c.scheme == "bearer") => {
+                "the registry requires authentication: log in with `docker login` or `podman login`, pass \
+                 --username NAME with --password-stdin, or set REGSWEEP_USERNAME and REGSWEEP_PASSWORD"
+                    .to_owned()
+            }
+            (_, Some(creds)) if basic && creds.is_identity_token() => {
+                "the registry asks for basic authentication, but the credentials found are an identity token, \
+                 which only works with token authentication; pass --username with --password-stdin"
+                    .to_owned()
+            }
+            (_, None) => "the registry requires authentication and names no scheme regsweep knows \
+                          (no Basic or Bearer challenge)"
+                .to_owned(),
+            (_, Some(_)) => {
+                "the registry refused the request and offered neither basic nor bearer authentication".to_owned()
             }
         }
     }
@@ -411,7 +732,7 @@ fn method_not_allowed_hint(
     }
 }
 
-fn describe_reqwest_error(err: &reqwest::Error) -> String {
+pub(super) fn describe_reqwest_error(err: &reqwest::Error) -> String {
     // reqwest's own messages are generic ("error sending request for url …", "client error
     // (Connect)"); the causes under them say what happened ("Connection refused", "invalid peer
     // certificate: UnknownIssuer").

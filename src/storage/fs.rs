@@ -34,6 +34,10 @@ impl LocalFs {
 /// Large enough for every link file and most manifests.
 const INITIAL_READ: usize = 16 * 1024;
 
+thread_local! {
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 fn io_error(op: &'static str, path: &Path, source: io::Error) -> StorageError {
     StorageError::Io {
         op,
@@ -114,31 +118,45 @@ impl Backend for LocalFs {
         // its end. That saves the `fstat` and the empty second `read` of `read_to_end` on every
         // file. Whatever is read is verified afterwards (a link must parse as a digest, a
         // manifest must hash to its digest), so a short read can only cause a reported error.
-        let mut buf = vec![0u8; INITIAL_READ.min(limit as usize + 1)];
-        let mut len = 0;
-        loop {
-            let n = match file.read(&mut buf[len..]) {
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                // Reading a folder: EISDIR.
-                Err(err) => return Err(io_error("read", &full, err)),
-            };
-            len += n;
-            if n == 0 || len < buf.len() {
-                break;
+        // The buffer is per thread, so it is zeroed once, not for every file.
+        READ_BUFFER.with_borrow_mut(|buf| {
+            let cap = (limit as usize).saturating_add(1);
+            if buf.len() < INITIAL_READ.min(cap) {
+                buf.resize(INITIAL_READ.min(cap), 0);
             }
-            if len as u64 > limit {
-                return Err(StorageError::TooLarge {
-                    path: full.display().to_string(),
-                    size: len as u64,
-                    limit,
-                });
+            let mut len = 0;
+            loop {
+                let window = buf.len().min(cap);
+                let n = match file.read(&mut buf[len..window]) {
+                    Ok(n) => n,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    // Reading a folder: EISDIR.
+                    Err(err) => return Err(io_error("read", &full, err)),
+                };
+                len += n;
+                if n == 0 || len < window {
+                    break;
+                }
+                if len as u64 > limit {
+                    return Err(StorageError::TooLarge {
+                        path: full.display().to_string(),
+                        size: len as u64,
+                        limit,
+                    });
+                }
+                if len == buf.len() {
+                    let grown = (buf.len() * 4).min(cap);
+                    buf.resize(grown, 0);
+                }
             }
-            let grown = (buf.len() * 4).min(limit as usize + 1);
-            buf.resize(grown, 0);
-        }
-        buf.truncate(len);
-        Ok(Some(buf))
+            let content = buf[..len].to_vec();
+            // Do not keep a huge buffer alive after an unusually large manifest.
+            if buf.len() > INITIAL_READ {
+                buf.truncate(INITIAL_READ);
+                buf.shrink_to_fit();
+            }
+            Ok(Some(content))
+        })
     }
 
     fn delete(&self, path: &str) -> Result<bool, StorageError> {

@@ -167,8 +167,8 @@ pub mod paths {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
     pub digest: Digest,
-    /// The link file's modification time (when the registry last wrote it), if it was asked for
-    /// with [`ReadOptions::link_times`].
+    /// The link file's modification time (when the registry last wrote it): always known for
+    /// revisions, for tags only with [`ReadOptions::link_times`].
     pub modified: Option<SystemTime>,
 }
 
@@ -224,9 +224,10 @@ pub struct Repository {
     /// `_manifests/revisions`: the manifests the repository has.
     pub revisions: Vec<Link>,
     /// `_layers/<alg>/<hex>` folders: the blobs (configs and layers) linked into the repository,
-    /// sorted. Their link files are not read: a layer link is never a root of the collection,
-    /// so only the ones about to be deleted are looked at (see [`Storage::layer_link_state`]).
-    /// This saves four system calls per layer, the bulk of a registry.
+    /// sorted. Their link files are read only with [`ReadOptions::verify_links`]: a layer link is
+    /// never a root of the collection, so only the ones about to be deleted need a look (see
+    /// [`Storage::layer_link_state`]). That saves several system calls per layer, the bulk of a
+    /// registry.
     pub layers: Vec<Digest>,
     /// Empty revision folders (left by manifests deleted through the API).
     pub empty_dirs: Vec<EmptyDir>,
@@ -238,8 +239,13 @@ pub struct Repository {
 pub struct ReadOptions {
     /// List every tag's `index/` history (needed only to delete manifests).
     pub tag_history: bool,
-    /// Modification times of revision and tag links (needed only to delete manifests).
+    /// Modification times of tag links (revision links always have theirs).
     pub link_times: bool,
+    /// Read every revision and `_layers` link file and check that it holds the digest of its
+    /// folder, reporting [`IssueKind::BadLink`] otherwise. Without it a revision is recognised
+    /// by its link file existing (one `stat`) and named by its folder, which is also how
+    /// distribution addresses it when serving and deleting; `_layers` folders are only listed.
+    pub verify_links: bool,
 }
 
 /// What a `_layers/<alg>/<hex>` folder holds.
@@ -271,13 +277,17 @@ pub struct Discovery {
     pub issues: Vec<Issue>,
 }
 
-/// One entry of a `blobs/<alg>/<xx>/` shard.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BlobEntry {
-    /// `blobs/<alg>/<xx>/<hex>` whose name forms a valid digest.
-    Blob(Digest),
-    /// Anything else, as a path; never deleted.
-    Unexpected(String),
+/// The entries of one `blobs/<alg>/<xx>/` shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlobShard {
+    /// `<alg>`.
+    pub algorithm: String,
+    /// Names of the folders in the shard that start with `<xx>`: each is the encoded part of a
+    /// blob digest (`<alg>:<name>`) if it is valid for the algorithm — the caller parses it,
+    /// since building a [`Digest`] for every blob of a registry is measurable work.
+    pub names: Vec<String>,
+    /// Anything else, as paths; never deleted.
+    pub unexpected: Vec<String>,
 }
 
 /// distribution's storage layout over a [`Backend`].
@@ -356,16 +366,15 @@ impl Storage {
             || {
                 rayon::join(
                     || self.read_tags(&base, options),
-                    || self.read_revisions(&format!("{base}/_manifests/revisions"), options.link_times),
+                    || self.read_revisions(&format!("{base}/_manifests/revisions"), options.verify_links),
                 )
             },
-            || self.list_digest_dirs(&format!("{base}/_layers")),
+            || self.read_layers(&format!("{base}/_layers"), options.verify_links),
         );
         let (tags, mut issues) = tags;
         issues.extend(revisions.issues);
-        issues.extend(layers.issues);
-        let mut layers: Vec<Digest> = layers.digests.into_iter().map(|(d, _)| d).collect();
-        layers.sort_unstable();
+        let (layers, layer_issues) = layers;
+        issues.extend(layer_issues);
         Repository {
             name: name.to_owned(),
             tags,
@@ -374,6 +383,36 @@ impl Storage {
             empty_dirs: revisions.empty_dirs,
             issues,
         }
+    }
+
+    /// The `_layers/<alg>/<hex>` folders below `dir`, sorted; with `verify`, every link file is
+    /// read and checked too.
+    fn read_layers(&self, dir: &str, verify: bool) -> (Vec<Digest>, Vec<Issue>) {
+        let listed = self.list_digest_dirs(dir);
+        let mut issues = listed.issues;
+        let mut layers: Vec<Digest> = if verify {
+            let checked: Vec<(Digest, Option<Issue>)> = listed
+                .digests
+                .into_par_iter()
+                .map(|(digest, path)| {
+                    let issue = self
+                        .read_link(&format!("{path}/link"), Some(&digest), false)
+                        .err();
+                    (digest, issue)
+                })
+                .collect();
+            checked
+                .into_iter()
+                .map(|(digest, issue)| {
+                    issues.extend(issue);
+                    digest
+                })
+                .collect()
+        } else {
+            listed.digests.into_iter().map(|(d, _)| d).collect()
+        };
+        layers.sort_unstable();
+        (layers, issues)
     }
 
     /// What `_layers/<alg>/<hex>` of `repo` holds, for a link about to be deleted.
@@ -522,17 +561,31 @@ impl Storage {
         out
     }
 
-    /// Reads every `<alg>/<hex>/link` below `dir` (the revisions), checking that each link
-    /// names the digest of its folder. Folders without a link are reported as empty when they
-    /// are empty, and ignored otherwise (old registries keep `signatures/` there).
-    fn read_revisions(&self, dir: &str, link_times: bool) -> LinkTree {
+    /// Finds every `<alg>/<hex>/link` below `dir` (the revisions) with its modification time;
+    /// with `verify`, also reads it and checks that it names the digest of its folder. Folders
+    /// without a link are reported as empty when they are empty, and ignored otherwise (old
+    /// registries keep `signatures/` there).
+    fn read_revisions(&self, dir: &str, verify: bool) -> LinkTree {
         let listed = self.list_digest_dirs(dir);
         let mut tree: LinkTree = listed
             .digests
             .into_par_iter()
             .map(|(digest, path)| {
                 let mut part = LinkTree::default();
-                match self.read_link(&format!("{path}/link"), Some(&digest), link_times) {
+                let link_path = format!("{path}/link");
+                let found = if verify {
+                    self.read_link(&link_path, Some(&digest), true)
+                } else {
+                    match self.backend.stat(&link_path) {
+                        Ok(Some(meta)) => Ok(Some(Link {
+                            digest,
+                            modified: Some(meta.modified),
+                        })),
+                        Ok(None) => Ok(None),
+                        Err(err) => Err(unreadable(link_path, &err)),
+                    }
+                };
+                match found {
                     Ok(Some(link)) => part.links.push(link),
                     Ok(None) => match (self.backend.list(&path), self.backend.stat(&path)) {
                         (Ok(Some(entries)), Ok(Some(meta))) if entries.is_empty() => {
@@ -646,27 +699,25 @@ impl Storage {
         Ok((shards, issues))
     }
 
-    /// The blob folders of one shard (`blobs/<alg>/<xx>`). A name is a blob when
-    /// `<alg>:<name>` is a valid digest that starts with `<xx>`.
-    pub fn list_blob_shard(&self, shard: &str) -> Result<Vec<BlobEntry>, StorageError> {
-        let Some(entries) = self.backend.list(shard)? else {
-            return Ok(Vec::new());
-        };
+    /// The blob folders of one shard (`blobs/<alg>/<xx>`).
+    pub fn list_blob_shard(&self, shard: &str) -> Result<BlobShard, StorageError> {
         let mut parts = shard.rsplit('/');
         let prefix = parts.next().unwrap_or_default();
-        let algorithm = parts.next().unwrap_or_default();
-        Ok(entries
-            .into_iter()
-            .map(|entry| {
-                let digest = Digest::parse(&format!("{algorithm}:{}", entry.name));
-                match digest {
-                    Ok(d) if entry.kind == EntryKind::Dir && entry.name.starts_with(prefix) => {
-                        BlobEntry::Blob(d)
-                    }
-                    _ => BlobEntry::Unexpected(format!("{shard}/{}", entry.name)),
-                }
-            })
-            .collect())
+        let mut listed = BlobShard {
+            algorithm: parts.next().unwrap_or_default().to_owned(),
+            ..BlobShard::default()
+        };
+        let Some(entries) = self.backend.list(shard)? else {
+            return Ok(listed);
+        };
+        for entry in entries {
+            if entry.kind == EntryKind::Dir && entry.name.starts_with(prefix) {
+                listed.names.push(entry.name);
+            } else {
+                listed.unexpected.push(format!("{shard}/{}", entry.name));
+            }
+        }
+        Ok(listed)
     }
 
     /// Size and modification time of a blob's `data`, or `None` when it does not exist.

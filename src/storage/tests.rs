@@ -96,9 +96,23 @@ fn link_files_must_be_exactly_the_digest_of_their_folder() {
         &[b'a'; 2000],
     );
 
-    let repo = tree.storage().read_repository("app", ReadOptions::default());
+    let storage = tree.storage();
+    // By default link files are not read: a revision is a folder with a link file, named by
+    // the folder. Tag links are always read.
+    let repo = storage.read_repository("app", ReadOptions::default());
+    assert_eq!(repo.revisions.len(), 2);
+    assert!(repo.layers.contains(&third));
+    assert_eq!(repo.issues.len(), 2, "{:?}", repo.issues);
+
+    let repo = storage.read_repository(
+        "app",
+        ReadOptions {
+            verify_links: true,
+            ..ReadOptions::default()
+        },
+    );
     assert_eq!(repo.revisions.len(), 1);
-    // `_layers` links are not read (never roots): the folder name is the digest.
+    // `_layers` links are never roots: a bad one is reported but still listed.
     assert!(repo.layers.contains(&third));
     let mut kinds: Vec<_> = repo
         .issues
@@ -109,6 +123,10 @@ fn link_files_must_be_exactly_the_digest_of_their_folder() {
     assert_eq!(
         kinds,
         vec![
+            (
+                IssueKind::BadLink,
+                format!("layers/sha256/{}/link", third.encoded())
+            ),
             (
                 IssueKind::BadLink,
                 format!("manifests/revisions/sha256/{}/link", other.encoded())
@@ -180,12 +198,14 @@ fn walks_blob_shards_and_reads_blobs() {
     let mut found = Vec::new();
     let mut odd = Vec::new();
     for shard in &shards {
-        for entry in storage.list_blob_shard(shard).unwrap() {
-            match entry {
-                BlobEntry::Blob(d) => found.push(d),
-                BlobEntry::Unexpected(p) => odd.push(p),
+        let listed = storage.list_blob_shard(shard).unwrap();
+        for name in listed.names {
+            match Digest::parse(&format!("{}:{name}", listed.algorithm)) {
+                Ok(d) => found.push(d),
+                Err(_) => odd.push(format!("{shard}/{name}")),
             }
         }
+        odd.extend(listed.unexpected);
     }
     found.sort();
     let mut expected = vec![a.clone(), b.clone()];
@@ -225,7 +245,9 @@ fn link_modification_times_are_read_on_request() {
     tree.age_all(old());
     let storage = tree.storage();
     let repo = storage.read_repository("app", ReadOptions::default());
-    assert_eq!(repo.revisions[0].modified, None);
+    // Revisions always have their time (it comes with the stat that finds them), tags on request.
+    assert!(repo.revisions[0].modified.is_some());
+    assert_eq!(repo.tags[0].current.as_ref().unwrap().modified, None);
     let repo = storage.read_repository(
         "app",
         ReadOptions {

@@ -36,6 +36,31 @@ pub struct RegistryOptions {
     pub env: Vec<(String, String)>,
     /// `log.level`: `info` (default; one line per request) or `warn`/`error` for big fills.
     pub log_level: String,
+    /// `auth.token`: bearer tokens from a [`crate::TokenServer`] (exclusive with `htpasswd`).
+    pub token_auth: Option<TokenAuth>,
+}
+
+/// The registry's `auth.token` section, and the user the harness pushes fixtures with.
+#[derive(Clone)]
+pub struct TokenAuth {
+    pub realm: String,
+    pub service: String,
+    pub issuer: String,
+    pub rootcertbundle: PathBuf,
+    /// A user of the token server with every permission.
+    pub user: (String, String),
+}
+
+impl std::fmt::Debug for TokenAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the password.
+        f.debug_struct("TokenAuth")
+            .field("realm", &self.realm)
+            .field("service", &self.service)
+            .field("issuer", &self.issuer)
+            .field("user", &self.user.0)
+            .finish()
+    }
 }
 
 impl Default for RegistryOptions {
@@ -49,6 +74,7 @@ impl Default for RegistryOptions {
             extra_config: None,
             env: Vec::new(),
             log_level: "info".into(),
+            token_auth: None,
         }
     }
 }
@@ -70,6 +96,19 @@ impl RegistryOptions {
     }
     pub fn delete_disabled(mut self) -> Self {
         self.delete_enabled = false;
+        self
+    }
+    /// Token authentication against `server` (`auth.token` with its realm, service, issuer and
+    /// CA bundle); the harness's own client pushes as the server's admin user.
+    pub fn with_token_auth(mut self, server: &crate::TokenServer) -> Self {
+        let (user, password) = server.admin();
+        self.token_auth = Some(TokenAuth {
+            realm: server.realm(),
+            service: server.service().to_owned(),
+            issuer: server.issuer().to_owned(),
+            rootcertbundle: server.root_cert_bundle().to_owned(),
+            user: (user.to_owned(), password.to_owned()),
+        });
         self
     }
     pub fn with_storage_root(mut self, root: impl Into<PathBuf>) -> Self {
@@ -145,6 +184,15 @@ pub(crate) fn render_config(c: &ConfigInputs<'_>) -> String {
             y,
             "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}",
             qp(h)
+        );
+    } else if let Some(t) = &o.token_auth {
+        let _ = writeln!(
+            y,
+            "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}",
+            q(&t.realm),
+            q(&t.service),
+            q(&t.issuer),
+            qp(&t.rootcertbundle)
         );
     }
     if let Some(extra) = &o.extra_config {
@@ -242,6 +290,35 @@ mod tests {
         assert!(y.contains("path: \"/tmp/h\""));
         assert!(y.ends_with("maxentries: 5\n"));
         assert!(!y.contains("cache"));
+    }
+
+    #[test]
+    fn token_auth_section() {
+        let opts = RegistryOptions {
+            token_auth: Some(TokenAuth {
+                realm: "http://127.0.0.1:9/token".into(),
+                service: "svc".into(),
+                issuer: "iss".into(),
+                rootcertbundle: "/tmp/ca.pem".into(),
+                user: ("admin".into(), "secret-canary".into()),
+            }),
+            ..Default::default()
+        };
+        let y = render_config(&ConfigInputs {
+            opts: &opts,
+            port: 5123,
+            storage_root: Path::new("/tmp/s"),
+            instance_id: "abc",
+            tls: None,
+            htpasswd: None,
+        });
+        assert!(
+            y.contains(
+                "auth:\n  token:\n    realm: \"http://127.0.0.1:9/token\"\n    service: \"svc\"\n    issuer: \"iss\"\n    rootcertbundle: \"/tmp/ca.pem\"\n"
+            ),
+            "{y}"
+        );
+        assert!(!format!("{opts:?}").contains("secret-canary"));
     }
 
     #[test]

@@ -19,24 +19,30 @@
 //!
 //! Modules: [`config`] (options and config files), [`process`] (the registry process),
 //! [`image`] (pure content construction), [`push`] (HTTP client), [`fixtures`] (bulk and demo
-//! content), [`skopeo`] (second-client checks).
+//! content), [`skopeo`] (second-client checks), [`token`] (a token server for `auth: token`
+//! registries), [`loopback`] (a recording HTTP server: the token server's base, and canaries
+//! that prove credentials go nowhere else).
 
 pub mod config;
 pub mod fixtures;
 pub mod image;
+pub mod loopback;
 pub mod process;
 pub mod push;
 pub mod skopeo;
+pub mod token;
 
-pub use config::RegistryOptions;
+pub use config::{RegistryOptions, TokenAuth};
 pub use fixtures::{FillReport, FillSpec, SampleReport, TagRecord, fill, sample};
 pub use image::{
     Blob, BlobRef, BuiltImage, Descriptor, Format, ImageSpec, ManifestDoc, Platform, days_ago, media,
     rfc3339_utc, sha256_digest,
 };
+pub use loopback::{CannedResponse, LoopbackServer, RecordedRequest};
 pub use process::TestRegistry;
 pub use push::{PushedImage, PushedIndex, Pusher};
 pub use skopeo::skopeo_available;
+pub use token::{Grant, IssuedToken, TokenField, TokenServer, TokenServerOptions, TokenUser};
 
 /// Re-exported so tests can compare statuses without depending on reqwest themselves.
 pub use reqwest::StatusCode;

@@ -78,6 +78,10 @@ impl TestRegistry {
         } else {
             None
         };
+        anyhow::ensure!(
+            opts.htpasswd.is_none() || opts.token_auth.is_none(),
+            "a registry has one auth method: htpasswd or token, not both"
+        );
         let htpasswd_path = match &opts.htpasswd {
             Some(users) => {
                 anyhow::ensure!(!users.is_empty(), "htpasswd option given without users");
@@ -152,8 +156,11 @@ impl TestRegistry {
         self.tls.as_ref().map(|t| t.cert_dir.as_path())
     }
 
-    /// The first htpasswd user, if any.
+    /// The first htpasswd user, or the token server's admin user, if any.
     pub fn credentials(&self) -> Option<(&str, &str)> {
+        if let Some(token) = &self.opts.token_auth {
+            return Some((token.user.0.as_str(), token.user.1.as_str()));
+        }
         self.opts
             .htpasswd
             .as_ref()
@@ -178,7 +185,8 @@ impl TestRegistry {
         log_tail(&self.log_path, max_bytes)
     }
 
-    /// A pusher for this registry: basic auth with the first htpasswd user, trusting the test CA.
+    /// A pusher for this registry: basic auth with the first htpasswd user (or bearer tokens for
+    /// the token server's admin user), trusting the test CA.
     pub fn client(&self) -> Pusher {
         self.try_client()
             .expect("building the HTTP client for the test registry")
@@ -199,7 +207,11 @@ impl TestRegistry {
             Some(t) => Some(std::fs::read(&t.ca_cert).context("reading the test CA")?),
             None => None,
         };
-        Pusher::connect(&self.base_url(), creds, ca.as_deref())
+        let pusher = Pusher::connect(&self.base_url(), creds, ca.as_deref())?;
+        Ok(match &self.opts.token_auth {
+            Some(token) => pusher.with_token_auth(&token.realm, &token.service)?,
+            None => pusher,
+        })
     }
 
     /// SIGTERM the registry, wait up to 10 s, then SIGKILL. Idempotent.

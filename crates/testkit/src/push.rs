@@ -5,11 +5,15 @@
 //! catch a bug both sides agree on. It follows no redirects on its own and sends credentials only
 //! to the registry's own origin.
 
-use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, LINK, LOCATION};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LINK, LOCATION,
+    WWW_AUTHENTICATE,
+};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 
 use crate::image::{
@@ -84,6 +88,16 @@ pub struct Pusher {
     http: reqwest::Client,
     base: Url,
     auth: Option<(String, String)>,
+    /// Set for `auth: token` registries: the credentials go to the token server, and requests
+    /// carry bearer tokens.
+    token: Option<Arc<BearerState>>,
+}
+
+/// Where bearer tokens come from, and the ones already fetched, by scope.
+struct BearerState {
+    realm: Url,
+    service: String,
+    cache: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 impl std::fmt::Debug for Pusher {
@@ -128,7 +142,21 @@ impl Pusher {
             http: b.build().context("building the HTTP client")?,
             base,
             auth: creds.map(|(u, p)| (u.to_string(), p.to_string())),
+            token: None,
         })
+    }
+
+    /// Use bearer tokens from `realm` (token.md's GET flow, with this pusher's credentials as
+    /// basic auth to the token server) instead of sending the credentials to the registry. The
+    /// scope is derived from each request's path (every action on the repository), or taken from
+    /// the registry's challenge when that asks for more.
+    pub fn with_token_auth(mut self, realm: &str, service: &str) -> Result<Self> {
+        self.token = Some(Arc::new(BearerState {
+            realm: Url::parse(realm).with_context(|| format!("invalid token realm {realm}"))?,
+            service: service.to_owned(),
+            cache: Mutex::new(HashMap::new()),
+        }));
+        Ok(self)
     }
 
     /// The registry URL, with a trailing `/`.
@@ -769,19 +797,82 @@ impl Pusher {
     fn req(&self, method: Method, url: Url) -> RequestBuilder {
         let rb = self.http.request(method, url);
         match &self.auth {
-            Some((u, p)) => rb.basic_auth(u, Some(p)),
-            None => rb,
+            Some((u, p)) if self.token.is_none() => rb.basic_auth(u, Some(p)),
+            _ => rb,
         }
     }
 
     async fn send(&self, rb: RequestBuilder) -> Result<Response> {
-        let req = rb.build().context("building request")?;
+        let mut req = rb.build().context("building request")?;
         let what = format!("{} {}", req.method(), req.url().path());
         self.check_origin(req.url())?;
-        self.http
+        let Some(bearer) = &self.token else {
+            return self
+                .http
+                .execute(req)
+                .await
+                .with_context(|| format!("{what}: request to {} failed", self.host()));
+        };
+        if let Some(scope) = scope_for(req.method(), req.url()) {
+            let token = self.bearer_token(bearer, &scope).await?;
+            req.headers_mut().insert(AUTHORIZATION, bearer_header(&token)?);
+        }
+        let retry = req.try_clone();
+        let resp = self
+            .http
             .execute(req)
             .await
-            .with_context(|| format!("{what}: request to {} failed", self.host()))
+            .with_context(|| format!("{what}: request to {} failed", self.host()))?;
+        // The registry may want a scope the path did not suggest; its challenge names it.
+        let wanted = (resp.status() == StatusCode::UNAUTHORIZED)
+            .then(|| challenge_scope(resp.headers()))
+            .flatten();
+        match (wanted, retry) {
+            (Some(scope), Some(mut again)) => {
+                let token = self.bearer_token(bearer, &scope).await?;
+                again.headers_mut().insert(AUTHORIZATION, bearer_header(&token)?);
+                self.http
+                    .execute(again)
+                    .await
+                    .with_context(|| format!("{what}: request to {} failed", self.host()))
+            }
+            _ => Ok(resp),
+        }
+    }
+
+    /// A token for `scope` (space-separated scopes), cached for half its lifetime.
+    async fn bearer_token(&self, bearer: &BearerState, scope: &str) -> Result<String> {
+        if let Some((token, until)) = bearer.cache.lock().unwrap_or_else(|e| e.into_inner()).get(scope)
+            && Instant::now() < *until
+        {
+            return Ok(token.clone());
+        }
+        let mut url = bearer.realm.clone();
+        url.query_pairs_mut().append_pair("service", &bearer.service);
+        for one in scope.split(' ') {
+            url.query_pairs_mut().append_pair("scope", one);
+        }
+        let mut rb = self.http.get(url);
+        if let Some((u, p)) = &self.auth {
+            rb = rb.basic_auth(u, Some(p));
+        }
+        let resp = rb.send().await.context("requesting a token")?;
+        let resp = expect(resp, &[StatusCode::OK], &format!("token for {scope}")).await?;
+        let body: serde_json::Value =
+            serde_json::from_slice(&resp.bytes().await?).context("token response is not JSON")?;
+        let token = body["token"]
+            .as_str()
+            .or_else(|| body["access_token"].as_str())
+            .ok_or_else(|| anyhow!("token response for {scope} has no token"))?
+            .to_owned();
+        let lifetime = body["expires_in"].as_u64().unwrap_or(60);
+        let until = Instant::now() + Duration::from_millis(lifetime * 500);
+        bearer
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(scope.to_owned(), (token.clone(), until));
+        Ok(token)
     }
 
     /// Credentials go only to the registry's own scheme/host/port.
@@ -799,6 +890,41 @@ impl Pusher {
         self.check_origin(&url)?;
         Ok(url)
     }
+}
+
+fn bearer_header(token: &str) -> Result<HeaderValue> {
+    let mut value =
+        HeaderValue::from_str(&format!("Bearer {token}")).context("token is not a header value")?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// The scope a request needs, from its path: every action on the repository (the harness's
+/// user may do anything), plus `pull` on the source of a cross-repository mount.
+fn scope_for(method: &Method, url: &Url) -> Option<String> {
+    let path = url.path().strip_prefix("/v2/")?;
+    if path == "_catalog" {
+        return Some("registry:catalog:*".to_owned());
+    }
+    let end = ["/blobs/", "/manifests/", "/tags/", "/referrers/"]
+        .iter()
+        .filter_map(|marker| path.rfind(marker))
+        .min()?;
+    let mut scope = format!("repository:{}:pull,push,delete", &path[..end]);
+    if *method == Method::POST
+        && let Some((_, from)) = url.query_pairs().find(|(k, _)| k == "from")
+    {
+        scope.push_str(&format!(" repository:{from}:pull"));
+    }
+    Some(scope)
+}
+
+/// The `scope` of a `Bearer` challenge, if any.
+fn challenge_scope(headers: &HeaderMap) -> Option<String> {
+    let header = headers.get(WWW_AUTHENTICATE)?.to_str().ok()?;
+    let start = header.find("scope=\"")? + "scope=\"".len();
+    let len = header[start..].find('"')?;
+    Some(header[start..start + len].to_owned())
 }
 
 fn resolve_location(request_url: &Url, headers: &HeaderMap) -> Result<Url> {
@@ -904,6 +1030,36 @@ mod tests {
         assert_eq!(next_link(&h).as_deref(), Some("/v2/_catalog?last=a%2Fb&n=100"));
         h.insert(LINK, HeaderValue::from_static("<http://x/y>; rel=\"prev\""));
         assert_eq!(next_link(&h), None);
+    }
+
+    #[test]
+    fn scopes_from_paths_and_challenges() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        assert_eq!(
+            scope_for(&Method::GET, &url("http://r/v2/team/app/manifests/v1")).as_deref(),
+            Some("repository:team/app:pull,push,delete")
+        );
+        assert_eq!(
+            scope_for(
+                &Method::POST,
+                &url("http://r/v2/a/blobs/uploads/?mount=sha256:x&from=b/c")
+            )
+            .as_deref(),
+            Some("repository:a:pull,push,delete repository:b/c:pull")
+        );
+        assert_eq!(
+            scope_for(&Method::GET, &url("http://r/v2/_catalog?n=5")).as_deref(),
+            Some("registry:catalog:*")
+        );
+        assert_eq!(scope_for(&Method::GET, &url("http://r/v2/")), None);
+        let mut h = HeaderMap::new();
+        h.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(
+                r#"Bearer realm="http://t/token",service="s",scope="repository:a:pull""#,
+            ),
+        );
+        assert_eq!(challenge_scope(&h).as_deref(), Some("repository:a:pull"));
     }
 
     #[test]

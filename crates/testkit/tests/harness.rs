@@ -201,6 +201,105 @@ async fn htpasswd_requires_credentials() {
     );
 }
 
+/// The token server's JWTs against the real registry: the harness pushes with the admin's
+/// tokens, a pull-only user can read but not push, a token signed by an untrusted key is refused,
+/// and skopeo (containers/image) completes the same token flow on its own.
+#[tokio::test]
+async fn token_auth_registry_accepts_the_token_servers_jwts() {
+    use regsweep_testkit::{Grant, Pusher, TokenServer, TokenServerOptions, TokenUser, token::ADMIN_USER};
+    let tokens = TokenServer::start(TokenServerOptions::default().user(TokenUser::new(
+        "reader",
+        "pw",
+        vec![Grant::repos("tok/*", &["pull"])],
+    )))
+    .unwrap();
+    let reg = start(RegistryOptions::default().with_token_auth(&tokens)).await;
+
+    let resp = reqwest::get(format!("{}/v2/", reg.base_url())).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(
+        challenge.starts_with("Bearer ")
+            && challenge.contains(&tokens.realm())
+            && challenge.contains(tokens.service()),
+        "{challenge}"
+    );
+
+    let p = reg.client();
+    p.push_image("tok/app", Some("v1"), &ImageSpec::seeded(41))
+        .await
+        .unwrap();
+    p.verify_pullable("tok/app", "v1").await.unwrap();
+    assert!(!tokens.issued_to(Some(ADMIN_USER)).is_empty());
+
+    let reader = Pusher::connect(&reg.base_url(), Some(("reader", "pw")), None)
+        .unwrap()
+        .with_token_auth(&tokens.realm(), tokens.service())
+        .unwrap();
+    assert_eq!(reader.tags("tok/app").await.unwrap(), vec!["v1".to_string()]);
+    let err = reader
+        .push_image("tok/app", Some("v2"), &ImageSpec::seeded(42))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("401"), "{err:#}");
+    assert!(
+        tokens
+            .issued_to(Some("reader"))
+            .iter()
+            .all(|t| t.granted.iter().all(|g| g.ends_with(":pull")))
+    );
+
+    // A token signed by a key outside rootcertbundle: invalid_token. The same request with a
+    // trusted token: 200.
+    let http = reqwest::Client::new();
+    let fetch = |untrusted: bool| {
+        let (http, tokens) = (&http, &tokens);
+        async move {
+            if untrusted {
+                tokens.issue_untrusted(1);
+            }
+            let url = format!(
+                "{}?service={}&scope=repository:tok/app:pull",
+                tokens.realm(),
+                tokens.service()
+            );
+            let body = http
+                .get(url)
+                .basic_auth("reader", Some("pw"))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            json["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let tags_url = format!("{}/v2/tok/app/tags/list", reg.base_url());
+    let resp = http
+        .get(&tags_url)
+        .bearer_auth(fetch(true).await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    let resp = http
+        .get(&tags_url)
+        .bearer_auth(fetch(false).await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    assert_eq!(
+        reg.skopeo_list_tags("tok/app").await.unwrap(),
+        vec!["v1".to_string()]
+    );
+}
+
 #[tokio::test]
 async fn tls_registry_is_trusted_only_with_its_ca() {
     let reg = start(RegistryOptions::default().with_tls()).await;

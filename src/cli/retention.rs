@@ -1,0 +1,484 @@
+//! The retention commands: `plan`, `apply`, `rm` and `restore`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use regsweep::apply::{self, ApplyOptions, ApplyReport};
+use regsweep::plan::{Action, Plan, TagAction};
+use regsweep::reference::{ImageRef, Location, RegistryAddr};
+use regsweep::registry::Client;
+use regsweep::retention::{self, Removal};
+
+use super::connect::{RegistryArgs, runtime};
+use super::output::{Bar, print_json, print_table, size, table};
+use super::policy::PolicyArgs;
+use super::{OutputArgs, UsageError, exit};
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// What to plan: a registry (every repository in its catalog) or repositories of one
+    /// registry (REGISTRY/REPO …).
+    #[arg(value_name = "REGISTRY[/REPO]", required = true)]
+    pub targets: Vec<String>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Write the plan as JSON to this file, for `regsweep apply FILE`.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Show kept tags too (by default only what changes is listed per repository).
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub connection: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan file written by `regsweep plan -o`, or, with --policy or policy flags, the
+    /// registry or repositories to plan and apply in one go.
+    #[arg(value_name = "PLAN.json | REGISTRY[/REPO]", required = true)]
+    pub inputs: Vec<String>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Do not ask for confirmation (required when not on a terminal).
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Save every manifest before deleting it into this directory; `regsweep restore DIR` puts
+    /// them back (until the registry's garbage collection removes their blobs).
+    #[arg(long, value_name = "DIR")]
+    pub backup: Option<PathBuf>,
+    #[command(flatten)]
+    pub connection: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Tags (REGISTRY/REPO:TAG) or manifests (REGISTRY/REPO@DIGEST) to remove, all on one registry.
+    #[arg(value_name = "REF", required = true)]
+    pub references: Vec<String>,
+    /// Delete a manifest even when a kept index or tag still needs it (breaks that image).
+    #[arg(long)]
+    pub force: bool,
+    /// Show what would be removed, remove nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Save every manifest before deleting it into this directory (see `restore`).
+    #[arg(long, value_name = "DIR")]
+    pub backup: Option<PathBuf>,
+    #[command(flatten)]
+    pub connection: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A directory written by `apply --backup` or `rm --backup`.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The registry to restore into.
+    #[arg(value_name = "REGISTRY")]
+    pub registry: String,
+    #[command(flatten)]
+    pub connection: RegistryArgs,
+}
+
+/// Parses targets that must all be on one registry; `None` for the repositories means the
+/// whole catalog.
+fn targets(inputs: &[String]) -> anyhow::Result<(RegistryAddr, Option<Vec<String>>)> {
+    let mut registry: Option<RegistryAddr> = None;
+    let mut repos: Vec<String> = Vec::new();
+    let mut whole = false;
+    for input in inputs {
+        let location = Location::parse(input).map_err(UsageError::from)?;
+        if let Some(r) = &registry
+            && r.host() != location.registry.host()
+        {
+            return Err(UsageError::new(format!(
+                "all targets must be on one registry: `{}` and `{}`",
+                r.host(),
+                location.registry.host()
+            ))
+            .into());
+        }
+        registry = Some(location.registry);
+        match location.repository {
+            Some(repo) => repos.push(repo.to_string()),
+            None => whole = true,
+        }
+    }
+    let registry = registry.ok_or_else(|| UsageError::new("name a registry or repositories"))?;
+    Ok((registry, if whole { None } else { Some(repos) }))
+}
+
+async fn make_plan(
+    client: &Client,
+    args_policy: &PolicyArgs,
+    repos: Option<Vec<String>>,
+    concurrency: usize,
+    output: &OutputArgs,
+) -> anyhow::Result<Plan> {
+    let policy = args_policy.load()?;
+    let repositories = match repos {
+        Some(repos) => repos,
+        None => client.catalog().await?,
+    };
+    let bar = Bar::new(output, "scanning");
+    let plan = retention::plan_with_policy(
+        client,
+        &policy,
+        &repositories,
+        concurrency,
+        jiff::Timestamp::now(),
+        &bar,
+    )
+    .await;
+    bar.finish();
+    Ok(plan)
+}
+
+pub fn plan(args: &PlanArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+    let (registry, repos) = targets(&args.targets)?;
+    let plan = runtime()?.block_on(async {
+        let client = args.connection.connect(&registry).await?;
+        make_plan(
+            &client,
+            &args.policy,
+            repos,
+            args.connection.concurrency(),
+            output,
+        )
+        .await
+    })?;
+    if let Some(path) = &args.output {
+        let json = serde_json::to_vec_pretty(&plan)?;
+        std::fs::write(path, json).with_context(|| format!("cannot write the plan to {}", path.display()))?;
+    }
+    if output.json {
+        print_json(&plan)?;
+    } else {
+        print_plan(&plan, args.all);
+        if let Some(path) = &args.output {
+            println!(
+                "Plan written to {}; carry it out with `regsweep apply {}`.",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(if plan.totals.repositories_with_errors > 0 {
+        exit::ERROR
+    } else {
+        exit::OK
+    })
+}
+
+fn action_word(action: TagAction) -> &'static str {
+    match action {
+        TagAction::Keep => "keep",
+        TagAction::Delete => "delete",
+        TagAction::Untag => "untag",
+    }
+}
+
+fn print_plan(plan: &Plan, all: bool) {
+    let mut untouched = 0;
+    for repo in &plan.repositories {
+        let changes = repo.tags.iter().any(|t| t.action != TagAction::Keep);
+        if !changes && repo.errors.is_empty() && repo.refused.is_none() && !all {
+            untouched += 1;
+            continue;
+        }
+        let rule = repo
+            .rule
+            .as_deref()
+            .map(|r| format!("  ({r})"))
+            .unwrap_or_default();
+        println!("{}{rule}", repo.repository);
+        for e in &repo.errors {
+            println!("  read error: {e}");
+        }
+        if let Some(refused) = &repo.refused {
+            println!("  refused: {refused}");
+        }
+        let mut t = table(&["  TAG", "DIGEST", "ACTION", "REASON"]);
+        for tag in repo.tags.iter().filter(|t| all || t.action != TagAction::Keep) {
+            t.add_row(vec![
+                format!("  {}", tag.tag),
+                tag.digest.short().to_owned(),
+                action_word(tag.action).to_owned(),
+                tag.reason.clone(),
+            ]);
+        }
+        if t.row_count() > 0 {
+            print_table(&mut t);
+        }
+        let manifests = repo
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::DeleteManifest { .. }))
+            .count();
+        let untagged_manifests = repo
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::DeleteManifest { tags, .. } if tags.is_empty()))
+            .count();
+        if manifests > 0 {
+            println!(
+                "  deletes {manifests} manifests ({untagged_manifests} untagged: index children and referrers); frees {}",
+                size(repo.bytes_freed)
+            );
+        }
+        println!();
+    }
+    if untouched > 0 {
+        println!("{untouched} repositories unchanged (use --all to list their tags)");
+    }
+    let t = &plan.totals;
+    println!(
+        "Plan for {}: {} repositories; tags: {} kept, {} deleted, {} untagged only; {} manifests deleted; {} freed once the registry's garbage collection runs.",
+        plan.registry,
+        t.repositories,
+        t.tags_kept,
+        t.tags_deleted,
+        t.tags_untagged,
+        t.manifests_deleted,
+        size(t.bytes_freed)
+    );
+    if t.repositories_refused > 0 || t.repositories_with_errors > 0 {
+        println!(
+            "Nothing is deleted in {} repositories refused by a guard and {} with read errors.",
+            t.repositories_refused, t.repositories_with_errors
+        );
+    }
+}
+
+pub fn apply(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+    let from_policy = args.policy.is_given();
+    let rt = runtime()?;
+    let (client, plan) = if from_policy {
+        let (registry, repos) = targets(&args.inputs)?;
+        rt.block_on(async {
+            let client = args.connection.connect(&registry).await?;
+            let plan = make_plan(
+                &client,
+                &args.policy,
+                repos,
+                args.connection.concurrency(),
+                output,
+            )
+            .await?;
+            anyhow::Ok((client, plan))
+        })?
+    } else {
+        let [file] = args.inputs.as_slice() else {
+            return Err(UsageError::new("apply takes one plan file, or --policy/policy flags with the registry or repositories to plan").into());
+        };
+        let bytes = std::fs::read(file).with_context(|| format!("cannot read the plan {file}"))?;
+        let plan: Plan = serde_json::from_slice(&bytes)
+            .map_err(|e| UsageError::new(format!("{file} is not a regsweep plan: {e}")))?;
+        let registry = RegistryAddr::parse(&plan.registry).map_err(UsageError::from)?;
+        let client = rt.block_on(args.connection.connect(&registry))?;
+        (client, plan)
+    };
+    if !output.json {
+        print_plan(&plan, false);
+    }
+    let t = &plan.totals;
+    if t.tags_deleted + t.tags_untagged + t.manifests_deleted == 0 {
+        if output.json {
+            print_json(&ApplyReport::default())?;
+        } else {
+            println!("Nothing to do.");
+        }
+        return Ok(exit::OK);
+    }
+    if !args.yes {
+        confirm(&format!(
+            "Delete {} tags and {} manifests, untag {} tags, in {} of {}?",
+            t.tags_deleted,
+            t.manifests_deleted,
+            t.tags_untagged,
+            plural(t.repositories, "repository", "repositories"),
+            plan.registry
+        ))?;
+    }
+    let bar = Bar::new(output, "applying");
+    let options = ApplyOptions {
+        concurrency: args.connection.concurrency(),
+        backup: args.backup.clone(),
+    };
+    let report = rt.block_on(apply::apply(&client, &plan, &options, &bar))?;
+    bar.finish();
+    finish(&report, output)
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Asks on the terminal; refuses without one.
+fn confirm(question: &str) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return Err(UsageError::new(
+            "refusing to delete without confirmation: not on a terminal; pass --yes",
+        )
+        .into());
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        anyhow::bail!("cancelled; nothing was deleted")
+    }
+}
+
+fn finish(report: &ApplyReport, output: &OutputArgs) -> anyhow::Result<u8> {
+    if output.json {
+        print_json(report)?;
+    } else {
+        for s in &report.skipped {
+            println!("skipped {} {}: {}", s.repository, s.target, s.detail);
+        }
+        for f in &report.failed {
+            eprintln!("failed {} {}: {}", f.repository, f.target, f.detail);
+        }
+        let tags: usize = report.deleted.iter().map(|d| d.tags.len()).sum();
+        println!(
+            "Deleted {} manifests ({} tags), untagged {} tags{}; {} skipped, {} failed. About {} can be reclaimed by the registry's garbage collection (`regsweep gc`).",
+            report.deleted.len(),
+            tags,
+            report.untagged.len(),
+            report
+                .untag_method
+                .map(|m| format!(" ({})", untag_method_words(m)))
+                .unwrap_or_default(),
+            report.skipped.len(),
+            report.failed.len(),
+            size(report.bytes_freed)
+        );
+    }
+    Ok(if report.failed.is_empty() {
+        exit::OK
+    } else {
+        exit::ERROR
+    })
+}
+
+fn untag_method_words(method: apply::UntagMethod) -> &'static str {
+    match method {
+        apply::UntagMethod::DeleteByTag => "by OCI tag deletion",
+        apply::UntagMethod::Placeholder => "by placeholder manifest, since the registry cannot delete tags",
+    }
+}
+
+pub fn rm(args: &RmArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+    let mut registry: Option<RegistryAddr> = None;
+    let mut removals: BTreeMap<String, Removal> = BTreeMap::new();
+    for input in &args.references {
+        let reference = ImageRef::parse(input).map_err(UsageError::from)?;
+        if let Some(r) = &registry
+            && r.host() != reference.registry.host()
+        {
+            return Err(UsageError::new("all references must be on one registry").into());
+        }
+        let removal = removals.entry(reference.repository.to_string()).or_default();
+        match (&reference.digest, &reference.tag) {
+            (Some(digest), _) => removal.digests.push(digest.clone()),
+            (None, Some(tag)) => removal.tags.push(tag.to_string()),
+            (None, None) => unreachable!("ImageRef has a tag or a digest"),
+        }
+        registry = Some(reference.registry);
+    }
+    let registry = registry.ok_or_else(|| UsageError::new("name what to remove"))?;
+    let concurrency = args.connection.concurrency();
+    let rt = runtime()?;
+    let client = rt.block_on(args.connection.connect(&registry))?;
+    let mut code = exit::OK;
+    for (repository, removal) in &removals {
+        let plan = rt.block_on(retention::plan_removal(
+            &client,
+            repository,
+            removal,
+            args.force,
+            concurrency,
+        ))?;
+        if args.dry_run {
+            if output.json {
+                print_json(&plan)?;
+            } else {
+                print_plan(&plan, false);
+            }
+            continue;
+        }
+        let options = ApplyOptions {
+            concurrency,
+            backup: args.backup.clone(),
+        };
+        let report = rt.block_on(apply::apply(
+            &client,
+            &plan,
+            &options,
+            &regsweep::look::NoProgress,
+        ))?;
+        if !output.json {
+            for d in &report.deleted {
+                let tags = if d.tags.is_empty() {
+                    "untagged".to_owned()
+                } else {
+                    format!("tags: {}", d.tags.join(", "))
+                };
+                println!("deleted {repository}{} ({tags})", d.target);
+            }
+            for u in &report.untagged {
+                println!(
+                    "untagged {repository}:{} ({})",
+                    u.target,
+                    report.untag_method.map(untag_method_words).unwrap_or("")
+                );
+            }
+        }
+        if finish(&report, output)? != exit::OK {
+            code = exit::ERROR;
+        }
+    }
+    Ok(code)
+}
+
+pub fn restore(args: &RestoreArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+    let registry = RegistryAddr::parse(&args.registry).map_err(UsageError::from)?;
+    let entries = apply::read_backup(&args.dir)
+        .with_context(|| format!("cannot read the backup in {}", args.dir.display()))?;
+    if entries.is_empty() {
+        return Err(UsageError::new(format!("{} holds no backed-up manifests", args.dir.display())).into());
+    }
+    let rt = runtime()?;
+    let client = rt.block_on(args.connection.connect(&registry))?;
+    let results = rt.block_on(apply::restore(&client, &entries));
+    let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    if output.json {
+        let restored: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        print_json(&serde_json::json!({ "restored": restored, "failed": failed }))?;
+    } else {
+        for r in &results {
+            match r {
+                Ok(what) => println!("restored {what}"),
+                Err(e) => eprintln!("failed {e}"),
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(exit::OK)
+    } else {
+        eprintln!(
+            "error: {} of {} manifests could not be restored (were their blobs garbage-collected?)",
+            failed.len(),
+            results.len()
+        );
+        Ok(exit::ERROR)
+    }
+}

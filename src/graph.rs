@@ -1,0 +1,476 @@
+//! The repository graph: tags → manifests → index children → blobs, plus referrers (manifests
+//! whose `subject` is another manifest, what the referrers API lists, and cosign-style
+//! `sha256-<hex>[.sig|.att|.sbom]` tags). Planning and safety checks reason over this graph, never
+//! over tag names alone: deleting a digest deletes every tag on it, an index needs its children,
+//! and referrers live and die with their subject.
+//!
+//! [`scan`] builds a graph from the registry API. A graph with `errors` is incomplete; nothing
+//! may be deleted in that repository on its basis.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+
+use futures::stream::{self, StreamExt};
+
+use crate::digest::Digest;
+use crate::look::Progress;
+use crate::manifest::{Descriptor, ManifestKind, media_type};
+use crate::registry::{Client, MAX_CONFIG_BYTES, RegistryError};
+
+/// One manifest of the repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub media_type: String,
+    pub kind: ManifestKind,
+    /// Size of the manifest bytes.
+    pub size: u64,
+    /// Config and layers with their sizes (empty for an index).
+    pub blobs: Vec<(Digest, u64)>,
+    /// Index children.
+    pub children: Vec<Digest>,
+    /// OCI `subject`: this manifest is a referrer of that one.
+    pub subject: Option<Digest>,
+    pub annotations: BTreeMap<String, String>,
+    /// Image config `created` (for an index: the newest child's), when configs were read.
+    pub created: Option<jiff::Timestamp>,
+    /// Image config labels (for an index: the first image child's), when configs were read.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A repository as seen through the API.
+#[derive(Debug, Clone, Default)]
+pub struct RepoGraph {
+    pub repository: String,
+    /// Every tag with the digest it resolved to.
+    pub tags: BTreeMap<String, Digest>,
+    /// Every manifest reachable from a tag, through children and referrers.
+    pub nodes: HashMap<Digest, Node>,
+    /// Subject → manifests that refer to it (from `subject` fields, the referrers API, the
+    /// fallback index and digest tags).
+    pub referrers: HashMap<Digest, BTreeSet<Digest>>,
+    /// Reads that failed. A graph with errors must not be used to delete anything.
+    pub errors: Vec<String>,
+}
+
+/// The subject digest named by a referrer tag (`sha256-<hex>`, optionally followed by a suffix
+/// such as `.sig`), as cosign and the OCI referrers tag schema name them.
+pub fn referrer_tag_subject(tag: &str) -> Option<Digest> {
+    let rest = tag.strip_prefix("sha256-")?;
+    let hex = rest.get(..64)?;
+    let suffix = &rest[64..];
+    if !(suffix.is_empty() || suffix.starts_with('.')) {
+        return None;
+    }
+    Digest::parse(&format!("sha256:{hex}")).ok()
+}
+
+impl RepoGraph {
+    /// Tags that are not referrer tags: the ones a retention policy decides about.
+    pub fn policy_tags(&self) -> impl Iterator<Item = (&String, &Digest)> {
+        self.tags
+            .iter()
+            .filter(|(t, _)| referrer_tag_subject(t).is_none())
+    }
+
+    /// Everything `roots` need: index children recursively and referrers (recursively, with
+    /// their own children and referrers).
+    pub fn closure<'a>(&self, roots: impl IntoIterator<Item = &'a Digest>) -> HashSet<Digest> {
+        let mut seen: HashSet<Digest> = HashSet::new();
+        let mut stack: Vec<Digest> = roots.into_iter().cloned().collect();
+        while let Some(digest) = stack.pop() {
+            if !seen.insert(digest.clone()) {
+                continue;
+            }
+            if let Some(node) = self.nodes.get(&digest) {
+                stack.extend(node.children.iter().filter(|c| !seen.contains(*c)).cloned());
+            }
+            if let Some(referrers) = self.referrers.get(&digest) {
+                stack.extend(referrers.iter().filter(|r| !seen.contains(*r)).cloned());
+            }
+        }
+        seen
+    }
+
+    /// Tags pointing at `digest`, sorted.
+    pub fn tags_of(&self, digest: &Digest) -> Vec<String> {
+        self.tags
+            .iter()
+            .filter(|(_, d)| *d == digest)
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    /// Blob digests (manifests included) with sizes that the given manifests reference.
+    pub fn blobs_of<'a>(&'a self, manifests: impl IntoIterator<Item = &'a Digest>) -> HashMap<Digest, u64> {
+        let mut out = HashMap::new();
+        for digest in manifests {
+            if let Some(node) = self.nodes.get(digest) {
+                out.insert(digest.clone(), node.size);
+                out.extend(node.blobs.iter().cloned());
+            }
+        }
+        out
+    }
+
+    fn add_referrer(&mut self, subject: Digest, referrer: Digest) {
+        self.referrers.entry(subject).or_default().insert(referrer);
+    }
+}
+
+/// What to read besides manifests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanOptions {
+    /// Read image configs for `created` and labels (only when a time or label condition needs
+    /// them: it costs a request per distinct config).
+    pub with_configs: bool,
+    pub concurrency: usize,
+}
+
+/// Reads a repository's graph from the registry. Failures are recorded in `errors` rather than
+/// returned, so that one broken repository does not stop a registry-wide plan.
+pub async fn scan(
+    client: &Client,
+    repository: &str,
+    options: ScanOptions,
+    progress: &dyn Progress,
+) -> RepoGraph {
+    let mut graph = RepoGraph {
+        repository: repository.to_owned(),
+        ..RepoGraph::default()
+    };
+    let concurrency = options.concurrency.max(1);
+    let tags = match client.tags(repository).await {
+        Ok(tags) => tags,
+        Err(err) => {
+            graph.errors.push(err.to_string());
+            return graph;
+        }
+    };
+    progress.add_total(tags.len() as u64);
+
+    // Tags: one GET each, which gives the verified digest and the body in one request.
+    let fetched: Vec<(String, Result<crate::registry::FetchedManifest, RegistryError>)> = stream::iter(tags)
+        .map(|tag| async move {
+            let result = client.manifest(repository, &tag).await;
+            progress.advance(1);
+            (tag, result)
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut pending: Vec<Digest> = Vec::new();
+    for (tag, result) in fetched {
+        match result {
+            Ok(m) => {
+                graph.tags.insert(tag, m.digest.clone());
+                pending.extend(insert_node(&mut graph, m));
+            }
+            // A tag deleted between listing and reading is simply gone.
+            Err(err) if err.is_not_found() => {}
+            Err(err) => graph.errors.push(format!("tag `{tag}`: {err}")),
+        }
+    }
+    let referrer_tags: Vec<(Digest, Digest)> = graph
+        .tags
+        .iter()
+        .filter_map(|(t, d)| referrer_tag_subject(t).map(|s| (s, d.clone())))
+        .collect();
+    for (subject, referrer) in referrer_tags {
+        graph.add_referrer(subject, referrer);
+    }
+
+    // Children and referrers found so far, until nothing new turns up.
+    fetch_missing(client, &mut graph, pending, concurrency).await;
+    add_api_referrers(client, &mut graph, concurrency).await;
+    if options.with_configs {
+        read_configs(client, &mut graph, concurrency).await;
+    }
+    graph
+}
+
+/// Inserts a fetched manifest; returns the digests it references that still need fetching.
+fn insert_node(graph: &mut RepoGraph, fetched: crate::registry::FetchedManifest) -> Vec<Digest> {
+    if graph.nodes.contains_key(&fetched.digest) {
+        return Vec::new();
+    }
+    let m = fetched.manifest;
+    let node = Node {
+        media_type: fetched.media_type,
+        kind: m.kind,
+        size: fetched.body.len() as u64,
+        blobs: m.blobs().map(|b| (b.digest.clone(), b.size)).collect(),
+        children: m.manifests.iter().map(|c| c.digest.clone()).collect(),
+        subject: m.subject.as_ref().map(|s| s.digest.clone()),
+        annotations: m.annotations.clone(),
+        created: None,
+        labels: BTreeMap::new(),
+    };
+    if let Some(subject) = &node.subject {
+        graph.add_referrer(subject.clone(), fetched.digest.clone());
+    }
+    let missing = node
+        .children
+        .iter()
+        .filter(|c| !graph.nodes.contains_key(*c))
+        .cloned()
+        .collect();
+    graph.nodes.insert(fetched.digest, node);
+    missing
+}
+
+/// Adds manifests named by digest (e.g. untagged ones given to `rm`) and what they reference.
+pub async fn add_manifests(client: &Client, graph: &mut RepoGraph, digests: Vec<Digest>, concurrency: usize) {
+    fetch_missing(client, graph, digests, concurrency.max(1)).await;
+}
+
+async fn fetch_missing(client: &Client, graph: &mut RepoGraph, mut pending: Vec<Digest>, concurrency: usize) {
+    let repository = graph.repository.clone();
+    let repository = repository.as_str();
+    while !pending.is_empty() {
+        pending.sort();
+        pending.dedup();
+        pending.retain(|d| !graph.nodes.contains_key(d));
+        let results: Vec<(Digest, Result<crate::registry::FetchedManifest, RegistryError>)> =
+            stream::iter(std::mem::take(&mut pending))
+                .map(|digest| async move {
+                    let result = client.manifest(repository, digest.as_str()).await;
+                    (digest, result)
+                })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
+        for (digest, result) in results {
+            match result {
+                Ok(m) => pending.extend(insert_node(graph, m)),
+                // An index pointing at a missing child is already broken; record it so that
+                // nothing in this repository is deleted on an incomplete picture.
+                Err(err) => graph.errors.push(format!("manifest {digest}: {err}")),
+            }
+        }
+    }
+}
+
+/// Asks the referrers API about every manifest, if the registry has that API (probed once with
+/// the first manifest; distribution 2.x answers 404 and costs nothing more).
+async fn add_api_referrers(client: &Client, graph: &mut RepoGraph, concurrency: usize) {
+    let repository = graph.repository.clone();
+    let repository = repository.as_str();
+    let mut asked: HashSet<Digest> = HashSet::new();
+    loop {
+        let mut todo: Vec<Digest> = graph
+            .nodes
+            .keys()
+            .filter(|d| !asked.contains(*d))
+            .cloned()
+            .collect();
+        if todo.is_empty() {
+            return;
+        }
+        todo.sort();
+        if asked.is_empty() {
+            let first = todo[0].clone();
+            asked.insert(first.clone());
+            match client.referrers(repository, &first).await {
+                Ok(None) => return,
+                Ok(Some(found)) => {
+                    let new = found.into_iter().map(|d| d.digest).collect();
+                    record_api_referrers(client, graph, first, new, concurrency).await;
+                }
+                Err(err) => {
+                    graph.errors.push(format!("referrers of {first}: {err}"));
+                    return;
+                }
+            }
+            continue;
+        }
+        type Answer = Result<Option<Vec<Descriptor>>, RegistryError>;
+        let results: Vec<(Digest, Answer)> = stream::iter(todo.clone())
+            .map(|digest| async move {
+                let result = client.referrers(repository, &digest).await;
+                (digest, result)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        asked.extend(todo);
+        for (digest, result) in results {
+            match result {
+                Ok(found) => {
+                    let new = found.unwrap_or_default().into_iter().map(|d| d.digest).collect();
+                    record_api_referrers(client, graph, digest, new, concurrency).await;
+                }
+                Err(err) => graph.errors.push(format!("referrers of {digest}: {err}")),
+            }
+        }
+    }
+}
+
+async fn record_api_referrers(
+    client: &Client,
+    graph: &mut RepoGraph,
+    subject: Digest,
+    referrers: Vec<Digest>,
+    concurrency: usize,
+) {
+    for referrer in &referrers {
+        graph.add_referrer(subject.clone(), referrer.clone());
+    }
+    fetch_missing(client, graph, referrers, concurrency).await;
+}
+
+/// Reads image configs (once per distinct config) for `created` and labels.
+async fn read_configs(client: &Client, graph: &mut RepoGraph, concurrency: usize) {
+    #[derive(serde::Deserialize, Default)]
+    struct Config {
+        created: Option<String>,
+        #[serde(default)]
+        config: Option<Inner>,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct Inner {
+        #[serde(rename = "Labels", default)]
+        labels: Option<BTreeMap<String, String>>,
+    }
+    let repository = graph.repository.clone();
+    let repository = repository.as_str();
+    let mut configs: Vec<Digest> = Vec::new();
+    let mut node_config: Vec<(Digest, Digest)> = Vec::new();
+    for (digest, node) in &graph.nodes {
+        if node.kind != ManifestKind::Image {
+            continue;
+        }
+        // The config is the first blob of an image node; only image configs carry `created`.
+        let is_image_config =
+            node.media_type == media_type::DOCKER_MANIFEST || node.media_type == media_type::OCI_MANIFEST;
+        if let Some((config, _)) = node.blobs.first().filter(|_| is_image_config) {
+            configs.push(config.clone());
+            node_config.push((digest.clone(), config.clone()));
+        }
+    }
+    configs.sort();
+    configs.dedup();
+    /// What a config says: `created` and labels.
+    type ConfigFacts = (Option<jiff::Timestamp>, BTreeMap<String, String>);
+    let read: Mutex<HashMap<Digest, ConfigFacts>> = Mutex::default();
+    let errors: Vec<String> = stream::iter(configs)
+        .map(|config| {
+            let read = &read;
+            async move {
+                match client.blob(repository, &config, MAX_CONFIG_BYTES).await {
+                    Ok(body) => {
+                        // Artifacts (signatures, SBOMs) have configs that are not image configs;
+                        // they simply have no time or labels.
+                        let parsed: Config = serde_json::from_slice(&body).unwrap_or_default();
+                        let created = parsed.created.and_then(|c| c.parse::<jiff::Timestamp>().ok());
+                        let labels = parsed.config.and_then(|c| c.labels).unwrap_or_default();
+                        read.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(config, (created, labels));
+                        None
+                    }
+                    Err(err) => Some(format!("config {config}: {err}")),
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+        .filter_map(|e| async move { e })
+        .collect()
+        .await;
+    graph.errors.extend(errors);
+    let read = read.into_inner().unwrap_or_else(|e| e.into_inner());
+    for (node, config) in node_config {
+        if let (Some(n), Some((created, labels))) = (graph.nodes.get_mut(&node), read.get(&config)) {
+            n.created = *created;
+            n.labels = labels.clone();
+        }
+    }
+    // Indexes: the newest child's time, the first child's labels.
+    let index_digests: Vec<Digest> = graph
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.kind == ManifestKind::Index)
+        .map(|(d, _)| d.clone())
+        .collect();
+    for digest in index_digests {
+        let children = graph.nodes[&digest].children.clone();
+        let created = children.iter().filter_map(|c| graph.nodes.get(c)?.created).max();
+        let labels = children
+            .iter()
+            .filter_map(|c| graph.nodes.get(c))
+            .find(|n| !n.labels.is_empty())
+            .map(|n| n.labels.clone())
+            .unwrap_or_default();
+        if let Some(n) = graph.nodes.get_mut(&digest) {
+            n.created = created;
+            n.labels = labels;
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn d(n: u8) -> Digest {
+        Digest::sha256(&[n])
+    }
+
+    pub fn image(blobs: &[(u8, u64)]) -> Node {
+        Node {
+            media_type: media_type::OCI_MANIFEST.into(),
+            kind: ManifestKind::Image,
+            size: 100,
+            blobs: blobs.iter().map(|(n, s)| (d(*n), *s)).collect(),
+            children: Vec::new(),
+            subject: None,
+            annotations: BTreeMap::new(),
+            created: None,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    pub fn index(children: &[u8]) -> Node {
+        Node {
+            media_type: media_type::OCI_INDEX.into(),
+            kind: ManifestKind::Index,
+            size: 50,
+            blobs: Vec::new(),
+            children: children.iter().map(|c| d(*c)).collect(),
+            ..image(&[])
+        }
+    }
+
+    #[test]
+    fn referrer_tags_name_their_subject() {
+        let subject = d(1);
+        let hex = subject.encoded();
+        assert_eq!(
+            referrer_tag_subject(&format!("sha256-{hex}.sig")),
+            Some(subject.clone())
+        );
+        assert_eq!(
+            referrer_tag_subject(&format!("sha256-{hex}")),
+            Some(subject.clone())
+        );
+        assert_eq!(referrer_tag_subject(&format!("sha256-{hex}x")), None);
+        assert_eq!(referrer_tag_subject("sha256-abc.sig"), None);
+        assert_eq!(referrer_tag_subject("v1.0"), None);
+    }
+
+    #[test]
+    fn closure_follows_children_and_referrers() {
+        let mut g = RepoGraph::default();
+        g.nodes.insert(d(1), index(&[2, 3]));
+        g.nodes.insert(d(2), image(&[(10, 5)]));
+        g.nodes.insert(d(3), image(&[(11, 5)]));
+        g.nodes.insert(d(4), image(&[(12, 5)])); // signature of the index
+        g.nodes.insert(d(5), image(&[(13, 5)])); // signature of the signature
+        g.nodes.insert(d(6), image(&[(14, 5)])); // unrelated
+        g.referrers.entry(d(1)).or_default().insert(d(4));
+        g.referrers.entry(d(4)).or_default().insert(d(5));
+        let c = g.closure([&d(1)]);
+        assert_eq!(c, [1, 2, 3, 4, 5].iter().map(|n| d(*n)).collect());
+        let blobs = g.blobs_of(&c);
+        assert!(blobs.contains_key(&d(10)) && blobs.contains_key(&d(1)) && !blobs.contains_key(&d(14)));
+    }
+}

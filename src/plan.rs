@@ -1,0 +1,647 @@
+//! From per-tag decisions and the repository graph to concrete, ordered actions.
+//!
+//! Pure: no I/O, so every safety rule is unit-tested here.
+//! - What kept tags need (their manifests, index children recursively, referrers recursively) is
+//!   never deleted.
+//! - A deleted tag whose digest is still needed loses only the tag ([`Action::Untag`]); deleting
+//!   the digest would delete the kept tags on it too.
+//! - A manifest is deleted with the children and referrers (signatures, SBOMs, the referrers
+//!   fallback index) that nothing kept needs; referrer tags (`sha256-<hex>.sig`) follow their
+//!   subject instead of the policy.
+//! - A repository whose graph could not be read completely, or whose decisions were refused by
+//!   a guard, gets no actions at all.
+//! - Actions are ordered so that whatever refers to a manifest goes before it (referrers before
+//!   their subject, indexes before their children): an interrupted apply leaves nothing that
+//!   points at a missing manifest.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::graph::{RepoGraph, referrer_tag_subject};
+
+/// Version of the plan JSON format (docs/json.md).
+pub const PLAN_FORMAT: u32 = 1;
+
+/// A decision about one tag, as the policy made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub tag: String,
+    pub keep: bool,
+    pub reason: String,
+}
+
+/// How a repository was decided.
+#[derive(Debug, Clone, Default)]
+pub struct Decisions {
+    /// The rule that applied, for display; `None` when no rule matched (everything is kept).
+    pub rule: Option<String>,
+    pub verdicts: Vec<Verdict>,
+    /// A guard refused the decisions; nothing is deleted and this says why.
+    pub refused: Option<String>,
+    /// Untagged manifests to delete too (with what only they need), e.g. `rm REPO@DIGEST`.
+    pub extra_roots: Vec<Digest>,
+    /// Manifests to delete even though kept content needs them (`rm --force`).
+    pub forced: Vec<Digest>,
+}
+
+/// What happens to a tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TagAction {
+    Keep,
+    /// Removed together with its manifest.
+    Delete,
+    /// Only the tag is removed; the manifest stays because kept content needs it.
+    Untag,
+}
+
+/// One tag in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagPlan {
+    pub tag: String,
+    pub digest: Digest,
+    pub action: TagAction,
+    pub reason: String,
+}
+
+/// Why a manifest is deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Role {
+    /// A tagged manifest whose tags are all deleted.
+    Tagged,
+    /// A child of a deleted index that nothing kept needs.
+    Child { parent: Digest },
+    /// A referrer (signature, attestation, SBOM, referrers index) of a deleted manifest.
+    Referrer { subject: Digest },
+}
+
+/// One step of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum Action {
+    /// Remove `tag` only (it pointed at `digest` when planned).
+    Untag { tag: String, digest: Digest },
+    /// Delete the manifest `digest`, which takes exactly `tags` with it.
+    DeleteManifest {
+        digest: Digest,
+        media_type: String,
+        tags: Vec<String>,
+        role: Role,
+        /// Actions run in phases; everything in phase n refers to nothing in a later phase.
+        phase: u32,
+    },
+}
+
+/// The plan for one repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoPlan {
+    pub repository: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Set when nothing is deleted because a guard refused the decisions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+    /// Read errors; when present nothing is deleted in this repository.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    pub tags: Vec<TagPlan>,
+    pub actions: Vec<Action>,
+    /// Bytes that become reclaimable by the registry's garbage collection.
+    pub bytes_freed: u64,
+}
+
+/// Totals over the plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub repositories: usize,
+    pub tags_kept: usize,
+    pub tags_deleted: usize,
+    pub tags_untagged: usize,
+    pub manifests_deleted: usize,
+    pub bytes_freed: u64,
+    pub repositories_refused: usize,
+    pub repositories_with_errors: usize,
+}
+
+/// A whole plan: what `plan -o` writes and `apply` reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format: u32,
+    pub registry: String,
+    pub created: String,
+    pub repositories: Vec<RepoPlan>,
+    pub totals: Totals,
+}
+
+/// Plans one repository. `kept_elsewhere` are blobs that kept content in other repositories
+/// references (they are not freed); see [`plan`].
+fn plan_repository(graph: &RepoGraph, decisions: &Decisions) -> (RepoPlan, HashSet<Digest>, HashSet<Digest>) {
+    let mut repo = RepoPlan {
+        repository: graph.repository.clone(),
+        rule: decisions.rule.clone(),
+        refused: decisions.refused.clone(),
+        errors: graph.errors.clone(),
+        tags: Vec::new(),
+        actions: Vec::new(),
+        bytes_freed: 0,
+    };
+    let verdicts: HashMap<&str, &Verdict> = decisions.verdicts.iter().map(|v| (v.tag.as_str(), v)).collect();
+    let blocked = if !graph.errors.is_empty() {
+        Some("kept: the repository could not be read completely, so nothing in it is deleted".to_owned())
+    } else {
+        decisions.refused.as_ref().map(|r| format!("kept: {r}"))
+    };
+    let everything: Vec<&Digest> = graph.nodes.keys().collect();
+    if let Some(reason) = blocked {
+        for (tag, digest) in &graph.tags {
+            repo.tags.push(TagPlan {
+                tag: tag.clone(),
+                digest: digest.clone(),
+                action: TagAction::Keep,
+                reason: reason.clone(),
+            });
+        }
+        return (repo, graph.closure(everything), HashSet::new());
+    }
+
+    // A policy tag without a verdict (no rule matched) is kept.
+    let keep_tag = |tag: &str| verdicts.get(tag).is_none_or(|v| v.keep);
+    let kept_roots: Vec<&Digest> = graph
+        .policy_tags()
+        .filter(|(t, _)| keep_tag(t))
+        .map(|(_, d)| d)
+        .collect();
+    let kept = graph.closure(kept_roots);
+    let delete_roots: Vec<&Digest> = graph
+        .policy_tags()
+        .filter(|(t, d)| !keep_tag(t) && !kept.contains(*d))
+        .map(|(_, d)| d)
+        .chain(decisions.extra_roots.iter().filter(|d| !kept.contains(*d)))
+        .collect();
+    let mut deleted: HashSet<Digest> = graph
+        .closure(delete_roots)
+        .into_iter()
+        .filter(|d| !kept.contains(d))
+        .collect();
+    deleted.extend(decisions.forced.iter().cloned());
+
+    for (tag, digest) in &graph.tags {
+        let verdict = verdicts.get(tag.as_str());
+        let (action, reason) = match (referrer_tag_subject(tag), verdict) {
+            // Referrer tags follow their subject.
+            (Some(subject), _) => {
+                if deleted.contains(digest) {
+                    (
+                        TagAction::Delete,
+                        format!("deleted: referrer of deleted {}", subject.short()),
+                    )
+                } else if deleted.contains(&subject) {
+                    (
+                        TagAction::Untag,
+                        format!(
+                            "untagged: its subject {} is deleted but the manifest is still needed",
+                            subject.short()
+                        ),
+                    )
+                } else if graph.nodes.contains_key(&subject) {
+                    (
+                        TagAction::Keep,
+                        format!("kept: referrer of kept {}", subject.short()),
+                    )
+                } else {
+                    (
+                        TagAction::Keep,
+                        format!(
+                            "kept: orphaned referrer (subject {} is not in the repository)",
+                            subject.short()
+                        ),
+                    )
+                }
+            }
+            (None, Some(v)) if !v.keep => {
+                if deleted.contains(digest) {
+                    (TagAction::Delete, v.reason.clone())
+                } else {
+                    (
+                        TagAction::Untag,
+                        format!(
+                            "{}; untagged only: {}",
+                            v.reason,
+                            why_needed(graph, digest, &verdicts)
+                        ),
+                    )
+                }
+            }
+            (None, Some(v)) => (TagAction::Keep, v.reason.clone()),
+            (None, None) => (TagAction::Keep, "kept: no rule applies".to_owned()),
+        };
+        if action == TagAction::Untag {
+            repo.actions.push(Action::Untag {
+                tag: tag.clone(),
+                digest: digest.clone(),
+            });
+        }
+        repo.tags.push(TagPlan {
+            tag: tag.clone(),
+            digest: digest.clone(),
+            action,
+            reason,
+        });
+    }
+
+    let phases = phases(graph, &deleted);
+    let mut deletions: Vec<Action> = deleted
+        .iter()
+        .map(|digest| Action::DeleteManifest {
+            digest: digest.clone(),
+            media_type: graph
+                .nodes
+                .get(digest)
+                .map(|n| n.media_type.clone())
+                .unwrap_or_default(),
+            tags: graph.tags_of(digest),
+            role: role(graph, digest, &deleted),
+            phase: phases.get(digest).copied().unwrap_or(0),
+        })
+        .collect();
+    deletions.sort_by(|a, b| match (a, b) {
+        (
+            Action::DeleteManifest {
+                phase: pa,
+                digest: da,
+                ..
+            },
+            Action::DeleteManifest {
+                phase: pb,
+                digest: db,
+                ..
+            },
+        ) => (pa, da).cmp(&(pb, db)),
+        _ => std::cmp::Ordering::Equal,
+    });
+    repo.actions.extend(deletions);
+    (repo, kept, deleted)
+}
+
+/// Why a digest that a deleted tag points at must stay.
+fn why_needed(graph: &RepoGraph, digest: &Digest, verdicts: &HashMap<&str, &Verdict>) -> String {
+    let kept_tags: Vec<String> = graph
+        .tags_of(digest)
+        .into_iter()
+        .filter(|t| referrer_tag_subject(t).is_none() && verdicts.get(t.as_str()).is_none_or(|v| v.keep))
+        .collect();
+    if !kept_tags.is_empty() {
+        return format!("kept tag(s) {} share its digest", kept_tags.join(", "));
+    }
+    let parents: Vec<String> = graph
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.children.contains(digest))
+        .map(|(d, _)| d.short().to_owned())
+        .collect();
+    if !parents.is_empty() {
+        return format!("kept index {} needs it", parents.join(", "));
+    }
+    "kept content refers to it".to_owned()
+}
+
+fn role(graph: &RepoGraph, digest: &Digest, deleted: &HashSet<Digest>) -> Role {
+    if graph.policy_tags().any(|(_, d)| d == digest) {
+        return Role::Tagged;
+    }
+    if let Some((parent, _)) = graph
+        .nodes
+        .iter()
+        .find(|(p, n)| deleted.contains(*p) && n.children.contains(digest))
+    {
+        return Role::Child {
+            parent: parent.clone(),
+        };
+    }
+    if let Some((subject, _)) = graph
+        .referrers
+        .iter()
+        .find(|(s, refs)| deleted.contains(*s) && refs.contains(digest))
+    {
+        return Role::Referrer {
+            subject: subject.clone(),
+        };
+    }
+    Role::Tagged
+}
+
+/// Phase of each deleted manifest: 0 for those nothing deleted refers to, and one more than the
+/// deepest deleted manifest that refers to it (as index parent or as referrer).
+fn phases(graph: &RepoGraph, deleted: &HashSet<Digest>) -> HashMap<Digest, u32> {
+    // Edges "from refers to to".
+    let mut refers: Vec<(&Digest, &Digest)> = Vec::new();
+    for (digest, node) in &graph.nodes {
+        if deleted.contains(digest) {
+            refers.extend(
+                node.children
+                    .iter()
+                    .filter(|c| deleted.contains(*c))
+                    .map(|c| (digest, c)),
+            );
+        }
+    }
+    for (subject, referrers) in &graph.referrers {
+        if deleted.contains(subject) {
+            refers.extend(
+                referrers
+                    .iter()
+                    .filter(|r| deleted.contains(*r))
+                    .map(|r| (r, subject)),
+            );
+        }
+    }
+    let mut phase: HashMap<Digest, u32> = deleted.iter().map(|d| (d.clone(), 0)).collect();
+    // Longest-path relaxation; bounded because digests cannot form cycles through content, and
+    // the bound keeps a malformed graph from looping.
+    for _ in 0..=deleted.len() {
+        let mut changed = false;
+        for (from, to) in &refers {
+            let want = phase[*from] + 1;
+            if phase[*to] < want {
+                phase.insert((*to).clone(), want);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    phase
+}
+
+/// Plans every repository. `graphs` holds every repository scanned (also those no rule applies
+/// to, so that blobs they use are not counted as freed); `decisions` maps a repository to its
+/// decisions (missing = keep everything).
+pub fn plan(
+    registry: &str,
+    graphs: &[RepoGraph],
+    decisions: &BTreeMap<String, Decisions>,
+    created: &str,
+) -> Plan {
+    let none = Decisions::default();
+    let mut repos = Vec::new();
+    let mut kept_blobs: HashSet<Digest> = HashSet::new();
+    let mut deleted_per_repo: Vec<HashSet<Digest>> = Vec::new();
+    for graph in graphs {
+        let (repo, kept, deleted) = plan_repository(graph, decisions.get(&graph.repository).unwrap_or(&none));
+        kept_blobs.extend(graph.blobs_of(&kept).into_keys());
+        repos.push(repo);
+        deleted_per_repo.push(deleted);
+    }
+    // A blob is freed only if no kept manifest anywhere references it; count each once overall.
+    let mut freed_total: HashMap<Digest, u64> = HashMap::new();
+    for ((repo, graph), deleted) in repos.iter_mut().zip(graphs).zip(&deleted_per_repo) {
+        let freed: HashMap<Digest, u64> = graph
+            .blobs_of(deleted)
+            .into_iter()
+            .filter(|(d, _)| !kept_blobs.contains(d))
+            .collect();
+        repo.bytes_freed = freed.values().sum();
+        freed_total.extend(freed);
+    }
+    repos.sort_by(|a, b| a.repository.cmp(&b.repository));
+    let count = |action: TagAction| {
+        repos
+            .iter()
+            .flat_map(|r| &r.tags)
+            .filter(|t| t.action == action)
+            .count()
+    };
+    let totals = Totals {
+        repositories: repos.len(),
+        tags_kept: count(TagAction::Keep),
+        tags_deleted: count(TagAction::Delete),
+        tags_untagged: count(TagAction::Untag),
+        manifests_deleted: repos
+            .iter()
+            .flat_map(|r| &r.actions)
+            .filter(|a| matches!(a, Action::DeleteManifest { .. }))
+            .count(),
+        bytes_freed: freed_total.values().sum(),
+        repositories_refused: repos.iter().filter(|r| r.refused.is_some()).count(),
+        repositories_with_errors: repos.iter().filter(|r| !r.errors.is_empty()).count(),
+    };
+    Plan {
+        format: PLAN_FORMAT,
+        registry: registry.to_owned(),
+        created: created.to_owned(),
+        repositories: repos,
+        totals,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::tests::{d, image, index};
+
+    fn graph(tags: &[(&str, u8)], nodes: Vec<(u8, crate::graph::Node)>) -> RepoGraph {
+        RepoGraph {
+            repository: "app".into(),
+            tags: tags.iter().map(|(t, n)| ((*t).to_owned(), d(*n))).collect(),
+            nodes: nodes.into_iter().map(|(n, node)| (d(n), node)).collect(),
+            ..RepoGraph::default()
+        }
+    }
+
+    fn decide(keep: &[&str], delete: &[&str]) -> Decisions {
+        let verdict = |tag: &&str, keep: bool| Verdict {
+            tag: (*tag).to_owned(),
+            keep,
+            reason: format!("{} by test", if keep { "kept" } else { "deleted" }),
+        };
+        Decisions {
+            rule: Some("test".into()),
+            verdicts: keep
+                .iter()
+                .map(|t| verdict(t, true))
+                .chain(delete.iter().map(|t| verdict(t, false)))
+                .collect(),
+            ..Decisions::default()
+        }
+    }
+
+    fn one(graph: RepoGraph, decisions: Decisions) -> RepoPlan {
+        let map = BTreeMap::from([("app".to_owned(), decisions)]);
+        plan("reg", &[graph], &map, "now").repositories.remove(0)
+    }
+
+    fn deleted_digests(plan: &RepoPlan) -> Vec<Digest> {
+        let mut out: Vec<Digest> = plan
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::DeleteManifest { digest, .. } => Some(digest.clone()),
+                Action::Untag { .. } => None,
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn action_of(plan: &RepoPlan, tag: &str) -> TagAction {
+        plan.tags.iter().find(|t| t.tag == tag).unwrap().action
+    }
+
+    #[test]
+    fn deleting_a_tag_that_shares_a_kept_digest_only_untags() {
+        let g = graph(
+            &[("latest", 1), ("v1", 1), ("v0", 2)],
+            vec![(1, image(&[(10, 5)])), (2, image(&[(11, 7)]))],
+        );
+        let p = one(g, decide(&["latest"], &["v1", "v0"]));
+        assert_eq!(deleted_digests(&p), vec![d(2)]);
+        assert_eq!(action_of(&p, "v1"), TagAction::Untag);
+        assert_eq!(action_of(&p, "v0"), TagAction::Delete);
+        assert_eq!(action_of(&p, "latest"), TagAction::Keep);
+        assert!(p.actions.contains(&Action::Untag {
+            tag: "v1".into(),
+            digest: d(1)
+        }));
+        let reason = &p.tags.iter().find(|t| t.tag == "v1").unwrap().reason;
+        assert!(reason.contains("latest"), "{reason}");
+        assert_eq!(p.bytes_freed, 100 + 7);
+    }
+
+    #[test]
+    fn children_of_kept_indexes_survive_and_children_of_deleted_ones_go() {
+        let g = graph(
+            &[("multi", 1), ("old-multi", 4), ("amd64", 2)],
+            vec![
+                (1, index(&[2, 3])),
+                (2, image(&[(10, 1)])),
+                (3, image(&[(11, 1)])),
+                (4, index(&[5, 3])),
+                (5, image(&[(12, 1)])),
+            ],
+        );
+        let p = one(g, decide(&["multi"], &["old-multi", "amd64"]));
+        // Child 3 is shared with the kept index; child 2 is tagged by a deleted tag but needed.
+        assert_eq!(
+            deleted_digests(&p),
+            vec![d(4), d(5)]
+                .into_iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(action_of(&p, "amd64"), TagAction::Untag);
+        let phase_of = |digest: &Digest| {
+            p.actions.iter().find_map(|a| match a {
+                Action::DeleteManifest {
+                    digest: x,
+                    phase,
+                    role,
+                    ..
+                } if x == digest => Some((*phase, role.clone())),
+                _ => None,
+            })
+        };
+        assert_eq!(phase_of(&d(4)), Some((0, Role::Tagged)));
+        assert_eq!(phase_of(&d(5)), Some((1, Role::Child { parent: d(4) })));
+    }
+
+    #[test]
+    fn referrers_follow_their_subject() {
+        let subject = d(1);
+        let sig_tag = format!("{}.sig", subject.referrers_tag());
+        let kept_sig_tag = format!("{}.sig", d(3).referrers_tag());
+        let mut g = graph(
+            &[
+                ("old", 1),
+                ("new", 3),
+                (sig_tag.as_str(), 2),
+                (kept_sig_tag.as_str(), 4),
+            ],
+            vec![
+                (1, image(&[(10, 1)])),
+                (2, image(&[(11, 1)])),
+                (3, image(&[(12, 1)])),
+                (4, image(&[(13, 1)])),
+                (5, image(&[(14, 1)])),
+            ],
+        );
+        g.referrers.entry(d(1)).or_default().insert(d(2));
+        g.referrers.entry(d(3)).or_default().insert(d(4));
+        // An untagged OCI 1.1 referrer (subject field) of the deleted image.
+        g.referrers.entry(d(1)).or_default().insert(d(5));
+        let p = one(g, decide(&["new"], &["old"]));
+        assert_eq!(deleted_digests(&p), {
+            let mut v = vec![d(1), d(2), d(5)];
+            v.sort();
+            v
+        });
+        assert_eq!(action_of(&p, &sig_tag), TagAction::Delete);
+        assert_eq!(action_of(&p, &kept_sig_tag), TagAction::Keep);
+        // Signatures are deleted before their subject.
+        let position = |x: Digest| {
+            p.actions
+                .iter()
+                .position(|a| matches!(a, Action::DeleteManifest { digest, .. } if *digest == x))
+        };
+        assert!(position(d(2)) < position(d(1)) && position(d(5)) < position(d(1)));
+    }
+
+    #[test]
+    fn read_errors_and_refusals_delete_nothing() {
+        let mut g = graph(&[("a", 1), ("b", 2)], vec![(1, image(&[])), (2, image(&[]))]);
+        g.errors.push("boom".into());
+        let p = one(g.clone(), decide(&[], &["a", "b"]));
+        assert!(p.actions.is_empty());
+        assert!(p.tags.iter().all(|t| t.action == TagAction::Keep));
+        g.errors.clear();
+        let mut refused = decide(&[], &["a", "b"]);
+        refused.refused = Some("would delete every tag".into());
+        let p = one(g, refused);
+        assert!(p.actions.is_empty());
+        assert!(p.tags[0].reason.contains("every tag"));
+    }
+
+    #[test]
+    fn blobs_used_by_kept_content_anywhere_are_not_freed() {
+        let g1 = graph(
+            &[("old", 1), ("new", 2)],
+            vec![(1, image(&[(10, 1000), (11, 10)])), (2, image(&[(10, 1000)]))],
+        );
+        let mut g2 = graph(&[("x", 3)], vec![(3, image(&[(11, 10)]))]);
+        g2.repository = "other".into();
+        let decisions = BTreeMap::from([("app".to_owned(), decide(&["new"], &["old"]))]);
+        let p = plan("reg", &[g1, g2], &decisions, "now");
+        // Blob 10 is kept by `new`, blob 11 by the other repository: only manifest 1 is freed.
+        assert_eq!(p.totals.bytes_freed, 100);
+        assert_eq!(p.totals.manifests_deleted, 1);
+        assert_eq!(p.totals.tags_deleted, 1);
+        assert_eq!(p.repositories[1].repository, "other");
+        assert!(p.repositories[1].actions.is_empty());
+    }
+
+    #[test]
+    fn tags_without_verdicts_are_kept() {
+        let g = graph(&[("a", 1)], vec![(1, image(&[]))]);
+        let p = one(g, Decisions::default());
+        assert_eq!(action_of(&p, "a"), TagAction::Keep);
+        assert!(p.actions.is_empty());
+    }
+
+    #[test]
+    fn plan_json_round_trips() {
+        let g = graph(
+            &[("latest", 1), ("v1", 1), ("v0", 2)],
+            vec![(1, image(&[(10, 5)])), (2, image(&[(11, 7)]))],
+        );
+        let map = BTreeMap::from([("app".to_owned(), decide(&["latest"], &["v1", "v0"]))]);
+        let p = plan("reg", &[g], &map, "2026-11-22T00:00:00Z");
+        let json = serde_json::to_string(&p).unwrap();
+        let back: Plan = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, p);
+        assert!(json.contains(r#""type":"delete-manifest""#) && json.contains(r#""type":"untag""#));
+    }
+}

@@ -1,0 +1,804 @@
+//! `regsweep gc` on storage written by the real registry (distribution 2.8.2): fixtures pushed and
+//! deleted through the API, the registry stopped, regsweep run as a binary, the registry started
+//! again and every remaining tag pulled completely (with the harness and with skopeo). Also side
+//! by side with distribution's own `garbage-collect` on copies of the same tree.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use regsweep_testkit::process::find_registry_binary;
+use regsweep_testkit::{
+    Blob, Format, ImageSpec, PushedImage, PushedIndex, Pusher, RegistryOptions, TestRegistry,
+};
+use serde_json::Value;
+
+/// One run of the binary.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+    }
+}
+
+/// Runs `regsweep gc ARGS` without the registry's environment overrides (they would change
+/// which storage a config file points at).
+fn gc(args: &[&str]) -> Run {
+    gc_env(args, &[])
+}
+
+fn gc_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_regsweep"));
+    command
+        .arg("gc")
+        .args(args)
+        .env_remove("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY")
+        .env_remove("REGISTRY_STORAGE")
+        .env_remove("REGSWEEP_LOG")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().expect("the regsweep binary runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `regsweep gc --json ARGS`, asserting the exit code.
+#[track_caller]
+fn gc_json(args: &[&str], code: i32) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let run = gc(&all);
+    assert_eq!(run.code, code, "{run:#?}");
+    run.json()
+}
+
+fn strings(value: &Value, field: &str) -> BTreeSet<String> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("expected an array, got {value}"))
+        .iter()
+        .map(|item| item[field].as_str().expect("a string field").to_owned())
+        .collect()
+}
+
+fn problem_kinds(report: &Value) -> Vec<(String, String)> {
+    report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["severity"].as_str().unwrap().to_owned(),
+                p["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn v2(root: &Path) -> PathBuf {
+    root.join("docker/registry/v2")
+}
+
+/// Digests of every blob under `blobs/`.
+fn blob_files(root: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let blobs = v2(root).join("blobs/sha256");
+    let Ok(shards) = std::fs::read_dir(&blobs) else {
+        return out;
+    };
+    for shard in shards {
+        for blob in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let blob = blob.unwrap();
+            if blob.path().join("data").is_file() {
+                out.insert(format!("sha256:{}", blob.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out
+}
+
+fn blob_path(root: &Path, digest: &str) -> PathBuf {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    v2(root).join(format!("blobs/sha256/{}/{hex}", &hex[..2]))
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A config.yml for distribution's garbage collector over `root`.
+fn write_config(dir: &Path, root: &Path) -> PathBuf {
+    let path = dir.join("config.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs `docker-registry garbage-collect` (for real) on the storage of `config`.
+fn distribution_gc(config: &Path, delete_untagged: bool) {
+    let binary =
+        find_registry_binary().expect("docker-registry is installed (apt-get install -y docker-registry)");
+    let mut command = Command::new(binary);
+    command.arg("garbage-collect");
+    if delete_untagged {
+        command.arg("--delete-untagged");
+    }
+    let out = command.arg(config).stdin(Stdio::null()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker-registry garbage-collect failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Everything pushed by [`push_fixtures`], for the assertions.
+struct Fixtures {
+    v1: PushedImage,
+    superseded: PushedImage,
+    deleted: PushedImage,
+    multi: PushedIndex,
+    list: PushedIndex,
+    signed_referrer: PushedImage,
+    orphan_referrer: PushedImage,
+    orphan_upload: String,
+    shared_layer: String,
+    /// Every tag that must pull completely afterwards, as (repository, tag).
+    tags: Vec<(String, String)>,
+}
+
+/// A registry's worth of realistic content, then API deletes:
+/// - `app`: v1 with an alias (`stable`), a cosign signature tag and an OCI 1.1 referrer
+///   (`subject` = v1, untagged); v2 pushed twice (the first build is superseded, untagged); `old`
+///   deleted through the API together with an untagged referrer of it; an orphan upload;
+/// - `multi`: a tagged OCI index (children pushed by digest), with a referrers fallback tag;
+/// - `dlist`: a tagged Docker manifest list;
+/// - `team` and `team/sub/app`: nested names, sharing a base layer with `app` (mounted).
+async fn push_fixtures(p: &Pusher) -> Fixtures {
+    let base = Blob::random(77, 2048);
+    let with_base = |seed: u64| {
+        let mut spec = ImageSpec::seeded(seed);
+        spec.shared_layers = vec![base.clone()];
+        spec
+    };
+    let v1 = p.push_image("app", Some("v1"), &with_base(1)).await.unwrap();
+    p.tag("app", &v1.digest, "stable").await.unwrap();
+    p.push_cosign_signature("app", &v1.digest, 5).await.unwrap();
+    let signed_referrer = p
+        .push_referrer("app", &v1.descriptor(), "application/vnd.example.sbom", 6)
+        .await
+        .unwrap();
+    let superseded = p.push_image("app", Some("v2"), &with_base(2)).await.unwrap();
+    p.push_image("app", Some("v2"), &with_base(3)).await.unwrap();
+    let deleted = p.push_image("app", Some("old"), &with_base(4)).await.unwrap();
+    let orphan_referrer = p
+        .push_referrer("app", &deleted.descriptor(), "application/vnd.example.sbom", 7)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.delete_manifest("app", &deleted.digest).await.unwrap().as_u16(),
+        202
+    );
+    let orphan_upload = p.upload_blob("app", &Blob::random(99, 3000).data).await.unwrap();
+
+    let multi = p
+        .push_index(
+            "multi",
+            Some("latest"),
+            Format::Oci,
+            &[("linux", "amd64"), ("linux", "arm64/v8")],
+            10,
+        )
+        .await
+        .unwrap();
+    let multi_sig = p
+        .push_referrer(
+            "multi",
+            &multi.descriptor(),
+            "application/vnd.example.signature",
+            11,
+        )
+        .await
+        .unwrap();
+    p.push_referrers_fallback("multi", &multi.digest, &[&multi_sig])
+        .await
+        .unwrap();
+    let list = p
+        .push_index(
+            "dlist",
+            Some("v1"),
+            Format::Docker,
+            &[("linux", "amd64"), ("linux", "s390x")],
+            20,
+        )
+        .await
+        .unwrap();
+
+    let mut nested = with_base(30).format(Format::Oci);
+    nested.mount_from = Some("app".into());
+    p.push_image("team/sub/app", Some("v1"), &nested).await.unwrap();
+    p.push_image("team", Some("v1"), &ImageSpec::seeded(31))
+        .await
+        .unwrap();
+
+    let mut tags = Vec::new();
+    for repo in p.catalog().await.unwrap() {
+        for tag in p.tags(&repo).await.unwrap() {
+            tags.push((repo.clone(), tag));
+        }
+    }
+    assert_eq!(tags.len(), 9, "{tags:?}");
+    Fixtures {
+        v1,
+        superseded,
+        deleted,
+        multi,
+        list,
+        signed_referrer,
+        orphan_referrer,
+        orphan_upload,
+        shared_layer: base.digest.clone(),
+        tags,
+    }
+}
+
+/// The blobs only `image` uses (manifest, config, own layers): not the shared base layer.
+fn own_blobs(image: &PushedImage, shared: &str) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = image.blobs().map(|b| b.digest.clone()).collect();
+    out.insert(image.digest.clone());
+    out.remove(shared);
+    out
+}
+
+#[tokio::test]
+async fn gc_after_api_deletes_keeps_every_tag_pullable_and_removes_the_garbage() {
+    let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    let p = reg.client();
+    let f = push_fixtures(&p).await;
+    reg.stop().await.unwrap();
+    let root = reg.storage_root().to_owned();
+    let config = reg.config_path().to_str().unwrap().to_owned();
+    let before = blob_files(&root);
+
+    // A dry run deletes nothing and lists what a sweep would delete.
+    let dry = gc_json(&["--dry-run", "--delete-untagged", "--grace", "0", &config], 0);
+    assert_eq!(dry["outcome"], "dry-run");
+    assert_eq!(blob_files(&root), before);
+
+    let report = gc_json(&["--delete-untagged", "--grace", "0", &config], 0);
+    assert_eq!(report["outcome"], "swept", "{report:#}");
+    assert_eq!(report["blobs"], dry["blobs"]);
+    assert_eq!(report["freed_bytes"], dry["freed_bytes"]);
+    assert!(report["failures"].as_array().unwrap().is_empty());
+    assert!(
+        !problem_kinds(&report)
+            .iter()
+            .any(|(severity, _)| severity == "error"),
+        "{report:#}"
+    );
+
+    // Exactly the garbage: the API-deleted image, the superseded build, the referrer whose
+    // subject is gone, the orphan upload.
+    let mut expected: BTreeSet<String> = own_blobs(&f.deleted, &f.shared_layer);
+    expected.extend(own_blobs(&f.superseded, &f.shared_layer));
+    expected.insert(f.orphan_referrer.digest.clone());
+    expected.extend(f.orphan_referrer.layers.iter().map(|l| l.digest.clone()));
+    expected.insert(f.orphan_upload.clone());
+    assert_eq!(strings(&report["blobs"], "digest"), expected);
+    let after = blob_files(&root);
+    assert_eq!(
+        before.difference(&after).cloned().collect::<BTreeSet<_>>(),
+        expected
+    );
+    assert_eq!(
+        strings(&report["manifests"], "digest"),
+        BTreeSet::from([f.superseded.digest.clone(), f.orphan_referrer.digest.clone()])
+    );
+    // What remains is kept with everything it needs: index children, referrers of kept images.
+    for child in f.multi.children.iter().chain(&f.list.children) {
+        assert!(after.contains(&child.digest));
+    }
+    assert!(after.contains(&f.signed_referrer.digest));
+    assert!(after.contains(&f.v1.digest));
+    assert!(after.contains(&f.shared_layer));
+
+    reg.start_again().await.unwrap();
+    let p = reg.client();
+    for (repo, tag) in &f.tags {
+        p.verify_pullable(repo, tag)
+            .await
+            .unwrap_or_else(|e| panic!("{repo}:{tag} no longer pulls: {e:#}"));
+    }
+    p.verify_pullable("app", &f.signed_referrer.digest).await.unwrap();
+    for (repo, tag) in [
+        ("multi", "latest"),
+        ("dlist", "v1"),
+        ("app", "v1"),
+        ("team/sub/app", "v1"),
+    ] {
+        let dest = tempfile::tempdir().unwrap();
+        reg.skopeo_copy_all_to_dir(repo, tag, dest.path())
+            .await
+            .unwrap_or_else(|e| panic!("skopeo cannot copy {repo}:{tag}: {e:#}"));
+    }
+    // The garbage is gone for the registry too.
+    assert!(!p.manifest_exists("app", &f.superseded.digest).await.unwrap());
+    assert!(!p.manifest_exists("app", &f.orphan_referrer.digest).await.unwrap());
+    assert!(!p.blob_exists("app", &f.orphan_upload).await.unwrap());
+    for layer in &f.superseded.layers {
+        if layer.digest != f.shared_layer {
+            assert!(!p.blob_exists("app", &layer.digest).await.unwrap());
+        }
+    }
+    reg.stop().await.unwrap();
+
+    // Nothing left to collect, and distribution's own collector agrees there is no garbage.
+    let again = gc_json(&["--delete-untagged", "--grace", "0", &config], 0);
+    assert!(again["blobs"].as_array().unwrap().is_empty(), "{again:#}");
+    assert!(again["manifests"].as_array().unwrap().is_empty());
+    let out = reg.garbage_collect(true, false).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("0 blobs and 0 manifests eligible for deletion"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn delete_untagged_keeps_the_children_of_tagged_multi_arch_images() {
+    let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    let p = reg.client();
+    let oci = p
+        .push_index(
+            "multi",
+            Some("latest"),
+            Format::Oci,
+            &[("linux", "amd64"), ("linux", "arm64")],
+            1,
+        )
+        .await
+        .unwrap();
+    let docker = p
+        .push_index(
+            "dlist",
+            Some("v1"),
+            Format::Docker,
+            &[("linux", "amd64"), ("linux", "ppc64le")],
+            2,
+        )
+        .await
+        .unwrap();
+    reg.stop().await.unwrap();
+    let root = reg.storage_root().to_owned();
+
+    // distribution 2.8 with --delete-untagged unlinks every child and sweeps their configs and
+    // layers (#3178); only the children's manifest blobs stay, referenced by the index. Shown on
+    // a copy.
+    let scratch = tempfile::tempdir().unwrap();
+    let copy = scratch.path().join("storage");
+    copy_tree(&root, &copy);
+    distribution_gc(&write_config(scratch.path(), &copy), true);
+    let copied_after = blob_files(&copy);
+    for child in oci.children.iter().chain(&docker.children) {
+        assert!(
+            !copied_after.contains(&child.config.digest),
+            "distribution 2.8 is expected to sweep the children's blobs"
+        );
+        let revision = v2(&copy).join(format!(
+            "repositories/{}/_manifests/revisions/sha256/{}/link",
+            child.repo,
+            child.digest.strip_prefix("sha256:").unwrap()
+        ));
+        assert!(
+            !revision.exists(),
+            "distribution 2.8 is expected to unlink the children"
+        );
+    }
+
+    // regsweep keeps them.
+    let report = gc_json(
+        &[
+            "--delete-untagged",
+            "--grace",
+            "0",
+            reg.config_path().to_str().unwrap(),
+        ],
+        0,
+    );
+    assert!(report["manifests"].as_array().unwrap().is_empty(), "{report:#}");
+    assert!(report["blobs"].as_array().unwrap().is_empty(), "{report:#}");
+    reg.start_again().await.unwrap();
+    let p = reg.client();
+    p.verify_pullable("multi", "latest").await.unwrap();
+    p.verify_pullable("dlist", "v1").await.unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    reg.skopeo_copy_all_to_dir("dlist", "v1", dest.path())
+        .await
+        .unwrap();
+}
+
+/// The same content, collected by distribution and by regsweep on two copies: in the cases where
+/// distribution is right, both delete exactly the same blobs.
+#[tokio::test]
+async fn deletes_the_same_blobs_as_distribution_where_distribution_is_right() {
+    let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    let p = reg.client();
+    // Without --delete-untagged distribution is right on everything, including indexes,
+    // referrers, and an index whose child was deleted through the API.
+    push_fixtures(&p).await;
+    let broken = p
+        .push_index(
+            "broken",
+            Some("v1"),
+            Format::Docker,
+            &[("linux", "amd64"), ("linux", "arm64")],
+            40,
+        )
+        .await
+        .unwrap();
+    p.delete_manifest("broken", &broken.children[0].digest)
+        .await
+        .unwrap();
+    reg.stop().await.unwrap();
+    compare_with_distribution(reg.storage_root(), false, &["unlinked-child"]);
+
+    // With --delete-untagged distribution is right when there are no indexes and no referrers
+    // with `subject`: superseded builds, API deletes, signature tags, orphan uploads, nested names.
+    let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    let p = reg.client();
+    let base = Blob::random(5, 4096);
+    for (repo, seeds) in [("app", [1, 2, 3]), ("team/app", [4, 5, 6]), ("team", [7, 8, 9])] {
+        for seed in seeds {
+            let mut spec = ImageSpec::seeded(seed);
+            spec.shared_layers = vec![base.clone()];
+            spec.mount_from = (repo != "app").then(|| "app".to_owned());
+            // Each repo's `latest` moves on twice, leaving two untagged builds.
+            let image = p.push_image(repo, Some("latest"), &spec).await.unwrap();
+            if seed % 3 == 0 {
+                p.tag(repo, &image.digest, "stable").await.unwrap();
+            }
+        }
+        let gone = p
+            .push_image(repo, Some("gone"), &ImageSpec::seeded(50))
+            .await
+            .unwrap();
+        p.delete_manifest(repo, &gone.digest).await.unwrap();
+        p.upload_blob(repo, &Blob::random(60, 100).data).await.unwrap();
+    }
+    let (_, _, latest) = p.get_manifest("app", "latest").await.unwrap();
+    p.push_cosign_signature("app", &latest, 70).await.unwrap();
+    reg.stop().await.unwrap();
+    compare_with_distribution(reg.storage_root(), true, &[]);
+}
+
+fn compare_with_distribution(root: &Path, delete_untagged: bool, allowed_warnings: &[&str]) {
+    let scratch = tempfile::tempdir().unwrap();
+    let theirs = scratch.path().join("theirs");
+    let ours = scratch.path().join("ours");
+    copy_tree(root, &theirs);
+    copy_tree(root, &ours);
+    let before = blob_files(root);
+
+    distribution_gc(&write_config(scratch.path(), &theirs), delete_untagged);
+    let mut args = vec!["--grace", "0"];
+    if delete_untagged {
+        args.push("--delete-untagged");
+    }
+    let ours_str = ours.to_str().unwrap().to_owned();
+    args.push(&ours_str);
+    let report = gc_json(&args, 0);
+    for (severity, kind) in problem_kinds(&report) {
+        assert!(
+            severity == "warning"
+                && (allowed_warnings.contains(&kind.as_str()) || kind == "orphan-referrer-tag"),
+            "unexpected problem {severity} {kind}: {report:#}"
+        );
+    }
+
+    let deleted_by_them: BTreeSet<_> = before.difference(&blob_files(&theirs)).cloned().collect();
+    let deleted_by_us: BTreeSet<_> = before.difference(&blob_files(&ours)).cloned().collect();
+    assert!(!deleted_by_them.is_empty(), "the fixtures must contain garbage");
+    assert_eq!(deleted_by_us, deleted_by_them);
+    assert_eq!(strings(&report["blobs"], "digest"), deleted_by_us);
+}
+
+#[tokio::test]
+async fn grace_period_keeps_fresh_uploads() {
+    let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    let p = reg.client();
+    p.push_image("app", Some("v1"), &ImageSpec::seeded(1))
+        .await
+        .unwrap();
+    // An upload whose manifest is not pushed yet, and a manifest pushed by digest only.
+    let upload = p.upload_blob("app", &Blob::random(3, 500).data).await.unwrap();
+    let by_digest = p.push_image("app", None, &ImageSpec::seeded(2)).await.unwrap();
+    reg.stop().await.unwrap();
+    let config = reg.config_path().to_str().unwrap().to_owned();
+
+    // Default grace period (1h): everything was just written, nothing goes.
+    let report = gc_json(&["--delete-untagged", &config], 0);
+    assert_eq!(report["grace_seconds"], 3600);
+    assert!(report["blobs"].as_array().unwrap().is_empty(), "{report:#}");
+    assert!(report["manifests"].as_array().unwrap().is_empty(), "{report:#}");
+    assert!(report["stats"]["young_kept"].as_u64().unwrap() >= 1);
+    assert!(blob_path(reg.storage_root(), &upload).exists());
+
+    let report = gc_json(&["--delete-untagged", "--grace", "0s", "--dry-run", &config], 0);
+    let blobs = strings(&report["blobs"], "digest");
+    assert!(
+        blobs.contains(&upload) && blobs.contains(&by_digest.digest),
+        "{report:#}"
+    );
+}
+
+#[tokio::test]
+async fn corrupt_manifest_refuses_to_sweep_unless_problems_are_ignored() {
+    let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    let p = reg.client();
+    let image = p
+        .push_image("app", Some("v1"), &ImageSpec::seeded(1))
+        .await
+        .unwrap();
+    let victim = p
+        .push_image("app", Some("v2"), &ImageSpec::seeded(2))
+        .await
+        .unwrap();
+    let upload = p.upload_blob("app", &Blob::random(3, 500).data).await.unwrap();
+    reg.stop().await.unwrap();
+    let root = reg.storage_root().to_owned();
+    std::fs::write(blob_path(&root, &victim.digest).join("data"), b"{ truncated").unwrap();
+    let config = reg.config_path().to_str().unwrap().to_owned();
+
+    let run = gc(&["--grace", "0", &config]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stdout.contains("Refusing to sweep"), "{}", run.stdout);
+    assert!(run.stdout.contains("unreadable-manifest"), "{}", run.stdout);
+    assert!(blob_path(&root, &upload).exists(), "nothing is deleted");
+
+    let report = gc_json(&["--grace", "0", &config], 1);
+    assert_eq!(report["outcome"], "refused");
+    assert!(problem_kinds(&report).contains(&("error".into(), "unreadable-manifest".into())));
+    assert!(
+        strings(&report["blobs"], "digest").contains(&upload),
+        "it says what it would delete"
+    );
+
+    let report = gc_json(&["--grace", "0", "--ignore-problems", &config], 0);
+    assert_eq!(report["outcome"], "swept");
+    assert!(!blob_path(&root, &upload).exists());
+    assert!(
+        blob_path(&root, &victim.digest).exists(),
+        "what cannot be read is never deleted"
+    );
+    assert!(blob_path(&root, &image.digest).exists());
+}
+
+#[tokio::test]
+async fn missing_blobs_refuse_and_dangling_links_are_removed() {
+    let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    let p = reg.client();
+    p.push_image("app", Some("v1"), &ImageSpec::seeded(1))
+        .await
+        .unwrap();
+    let gone = p
+        .push_image("app", Some("v2"), &ImageSpec::seeded(2))
+        .await
+        .unwrap();
+    p.delete_manifest("app", &gone.digest).await.unwrap();
+    reg.stop().await.unwrap();
+    let root = reg.storage_root().to_owned();
+    let config = reg.config_path().to_str().unwrap().to_owned();
+
+    // distribution 2.8 deletes the blobs but leaves their `_layers` links behind (#2094).
+    distribution_gc(reg.config_path(), false);
+    let link = |digest: &str| {
+        v2(&root).join(format!(
+            "repositories/app/_layers/sha256/{}",
+            digest.strip_prefix("sha256:").unwrap()
+        ))
+    };
+    assert!(link(&gone.config.digest).join("link").exists());
+
+    let report = gc_json(&["--grace", "0", &config], 0);
+    let links = report["layer_links"].as_array().unwrap();
+    assert_eq!(links.len(), gone.layers.len() + 1, "{report:#}");
+    assert!(
+        links
+            .iter()
+            .all(|l| l["dangling"] == true && l["repository"] == "app")
+    );
+    assert!(!link(&gone.config.digest).exists());
+    reg.start_again().await.unwrap();
+    reg.client().verify_pullable("app", "v1").await.unwrap();
+    let (body, _, _) = reg.client().get_manifest("app", "v1").await.unwrap();
+    reg.stop().await.unwrap();
+
+    // A layer a tagged image needs disappears: nothing can be trusted, nothing is deleted.
+    let manifest: Value = serde_json::from_slice(&body).unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_owned();
+    std::fs::remove_dir_all(blob_path(&root, &layer)).unwrap();
+    let report = gc_json(&["--grace", "0", &config], 1);
+    assert_eq!(report["outcome"], "refused");
+    let missing: Vec<_> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "missing-blob")
+        .collect();
+    assert_eq!(missing.len(), 1, "{report:#}");
+    assert_eq!(missing[0]["digest"], layer.as_str());
+    assert_eq!(missing[0]["severity"], "error");
+}
+
+#[tokio::test]
+async fn empty_registry_and_bad_targets() {
+    let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    reg.stop().await.unwrap();
+    // Nothing was ever pushed: no docker/registry/v2 folder at all.
+    let config = reg.config_path().to_str().unwrap().to_owned();
+    for target in [config.as_str(), reg.storage_root().to_str().unwrap()] {
+        let report = gc_json(&[target], 0);
+        assert_eq!(report["outcome"], "swept");
+        assert_eq!(report["stats"]["repositories"], 0);
+        assert!(report["blobs"].as_array().unwrap().is_empty());
+    }
+    let run = gc(&[&config]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stderr.contains("no docker/registry/v2"), "{}", run.stderr);
+
+    // Usage mistakes: exit code 2, with what to do.
+    let run = gc(&["/nonexistent/registry"]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
+    let run = gc(&["--grace", "soon", &config]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(scratch.path().join("docker/registry/v2/blobs")).unwrap();
+    let run = gc(&[scratch.path().join("docker/registry/v2").to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("rootdirectory"), "{}", run.stderr);
+
+    // Other storage drivers: a clear "not supported yet".
+    let s3 = scratch.path().join("s3.yml");
+    std::fs::write(
+        &s3,
+        "version: 0.1\nstorage:\n  s3:\n    bucket: images\n    region: eu-west-1\n",
+    )
+    .unwrap();
+    let run = gc(&[s3.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("not supported yet"), "{}", run.stderr);
+
+    // The registry's environment override is honoured for a config file.
+    let other = tempfile::tempdir().unwrap();
+    let run = gc_env(
+        &["--json", &config],
+        &[(
+            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+            other.path().to_str().unwrap(),
+        )],
+    );
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(
+        run.json()["storage"]
+            .as_str()
+            .unwrap()
+            .starts_with(other.path().to_str().unwrap()),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test]
+async fn registry_url_probe_tells_read_only_from_writable() {
+    let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    reg.client()
+        .push_image("app", Some("v1"), &ImageSpec::seeded(1))
+        .await
+        .unwrap();
+    let config = reg.config_path().to_str().unwrap().to_owned();
+    let url = reg.base_url();
+
+    // Writable: a warning in the report, or a refusal with --require-read-only.
+    let report = gc_json(&["--dry-run", "--registry-url", &url, &config], 0);
+    assert!(problem_kinds(&report).contains(&("warning".into(), "registry-writable".into())));
+    let run = gc(&[
+        "--dry-run",
+        "--registry-url",
+        &url,
+        "--require-read-only",
+        &config,
+    ]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("accepts writes"), "{}", run.stderr);
+
+    // Read-only (same storage): fine.
+    reg.stop().await.unwrap();
+    let mut read_only = TestRegistry::start(
+        RegistryOptions::default()
+            .read_only()
+            .with_storage_root(reg.storage_root()),
+    )
+    .await
+    .unwrap();
+    let run = gc(&[
+        "--dry-run",
+        "--registry-url",
+        &read_only.base_url(),
+        "--require-read-only",
+        &config,
+    ]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stderr.contains("is read-only"), "{}", run.stderr);
+    read_only.client().verify_pullable("app", "v1").await.unwrap();
+
+    // Stopped: fine too.
+    let stopped_url = read_only.base_url();
+    read_only.stop().await.unwrap();
+    let run = gc(&[
+        "--dry-run",
+        "--registry-url",
+        &stopped_url,
+        "--require-read-only",
+        &config,
+    ]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stderr.contains("stopped"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn human_output_summarises_and_reminds_to_restart() {
+    let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    let p = reg.client();
+    p.push_image("app", Some("v1"), &ImageSpec::seeded(1))
+        .await
+        .unwrap();
+    for seed in 0..30 {
+        p.upload_blob("app", &Blob::random(100 + seed, 64).data)
+            .await
+            .unwrap();
+    }
+    reg.stop().await.unwrap();
+    let config = reg.config_path().to_str().unwrap().to_owned();
+
+    let run = gc(&["--dry-run", "--grace", "0", "--show", "5", &config]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stdout.contains("Would delete 30 blobs"), "{}", run.stdout);
+    assert!(run.stdout.contains("… and 25 more"), "{}", run.stdout);
+    assert!(run.stdout.contains("This was a dry run"), "{}", run.stdout);
+    assert!(!run.stderr.contains("Restart the registry"));
+
+    let run = gc(&["--grace", "0", &config]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stdout.contains("Deleted 30 blobs"), "{}", run.stdout);
+    assert!(run.stderr.contains("Restart the registry"), "{}", run.stderr);
+
+    let run = gc(&["-q", "--grace", "0", &config]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+}
