@@ -3,8 +3,8 @@
 //! Per repository, right before deleting anything, the tags are read again and compared with
 //! the plan: a tag that is new or moved protects what it points at (with index children), and an
 //! action that would now delete something else than planned is skipped and reported. Right
-//! before each DELETE the manifest is fetched again by digest and its planned tags are checked
-//! (compare-and-delete). Deletions run concurrently, phase by phase, so that referrers go before
+//! before each DELETE its planned tags are resolved again and must still point at the manifest
+//! (compare-and-delete); with `--backup` the manifest is also fetched by digest and saved first. Deletions run concurrently, phase by phase, so that referrers go before
 //! their subject and indexes before their children.
 //!
 //! Removing one tag of a digest that other tags share needs care: deleting the digest deletes
@@ -367,8 +367,8 @@ fn join(tags: &[&String]) -> String {
         .join(", ")
 }
 
-/// Fetches the manifest again by digest (the registry verifies it still exists, regsweep
-/// verifies the bytes), checks the planned tags still point at it, backs it up, deletes it.
+/// Checks that the planned tags still point at the manifest (compare-and-delete), backs it up if
+/// asked (fetched by digest, so the bytes are verified), and deletes it.
 async fn delete_one(
     client: &Client,
     repository: &str,
@@ -377,11 +377,6 @@ async fn delete_one(
     planned_media_type: &str,
     backup: Option<&Path>,
 ) -> Result<String, String> {
-    let fetched = match client.manifest(repository, digest.as_str()).await {
-        Ok(f) => f,
-        Err(err) if err.is_not_found() => return Ok("already gone".into()),
-        Err(err) => return Err(err.to_string()),
-    };
     for tag in tags {
         match client.manifest_head(repository, tag).await {
             Ok(head) if head.digest == *digest => {}
@@ -396,6 +391,11 @@ async fn delete_one(
         }
     }
     if let Some(dir) = backup {
+        let fetched = match client.manifest(repository, digest.as_str()).await {
+            Ok(f) => f,
+            Err(err) if err.is_not_found() => return Ok("already gone".into()),
+            Err(err) => return Err(err.to_string()),
+        };
         let media_type = if fetched.media_type.is_empty() {
             planned_media_type
         } else {
@@ -404,11 +404,11 @@ async fn delete_one(
         write_backup(dir, repository, digest, media_type, tags, &fetched.body)
             .map_err(|e| format!("backup failed, not deleted: {e}"))?;
     }
-    client
-        .delete_manifest(repository, digest)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok("deleted".into())
+    match client.delete_manifest(repository, digest).await {
+        Ok(()) => Ok("deleted".into()),
+        Err(err) if err.is_not_found() => Ok("already gone".into()),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 /// One manifest saved by `--backup`.

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use regsweep::apply::{self, ApplyOptions, ApplyReport};
 use regsweep::plan::{Action, Plan, TagAction};
+use regsweep::policy::Policy;
 use regsweep::reference::{ImageRef, Location, RegistryAddr};
 use regsweep::registry::Client;
 use regsweep::retention::{self, Removal};
@@ -114,12 +115,11 @@ fn targets(inputs: &[String]) -> anyhow::Result<(RegistryAddr, Option<Vec<String
 
 async fn make_plan(
     client: &Client,
-    args_policy: &PolicyArgs,
+    policy: &Policy,
     repos: Option<Vec<String>>,
     concurrency: usize,
     output: &OutputArgs,
 ) -> anyhow::Result<Plan> {
-    let policy = args_policy.load()?;
     let repositories = match repos {
         Some(repos) => repos,
         None => client.catalog().await?,
@@ -140,16 +140,11 @@ async fn make_plan(
 
 pub fn plan(args: &PlanArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let (registry, repos) = targets(&args.targets)?;
+    // A bad policy is a usage error, found before any network traffic.
+    let policy = args.policy.load()?;
     let plan = runtime()?.block_on(async {
         let client = args.connection.connect(&registry).await?;
-        make_plan(
-            &client,
-            &args.policy,
-            repos,
-            args.connection.concurrency(),
-            output,
-        )
-        .await
+        make_plan(&client, &policy, repos, args.connection.concurrency(), output).await
     })?;
     if let Some(path) = &args.output {
         let json = serde_json::to_vec_pretty(&plan)?;
@@ -259,16 +254,10 @@ pub fn apply(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let rt = runtime()?;
     let (client, plan) = if from_policy {
         let (registry, repos) = targets(&args.inputs)?;
+        let policy = args.policy.load()?;
         rt.block_on(async {
             let client = args.connection.connect(&registry).await?;
-            let plan = make_plan(
-                &client,
-                &args.policy,
-                repos,
-                args.connection.concurrency(),
-                output,
-            )
-            .await?;
+            let plan = make_plan(&client, &policy, repos, args.connection.concurrency(), output).await?;
             anyhow::Ok((client, plan))
         })?
     } else {

@@ -1,11 +1,90 @@
 //! A set of digests sized for whole registries: sha256 digests (all of them in practice) are
 //! kept as 32 raw bytes and hashed by their first 8 bytes, which are already uniformly
 //! distributed. That is a third of the memory of a `HashSet<Digest>` and no SipHash rounds.
+//! Also a cheap hasher for maps keyed by [`Digest`]: digests are content hashes, so hash
+//! flooding is not a concern and SipHash's cost buys nothing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use crate::digest::Digest;
+
+/// A map keyed by digests (or references to digests) with [`DigestHasher`].
+pub type DigestMap<K, V> = HashMap<K, V, BuildHasherDefault<DigestHasher>>;
+
+/// An FxHash-style hasher (rotate, xor, multiply per 8-byte word).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DigestHasher(u64);
+
+impl DigestHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let mut last = [0u8; 8];
+        let rest = chunks.remainder();
+        last[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(last) ^ ((rest.len() as u64) << 56));
+    }
+
+    fn write_u8(&mut self, value: u8) {
+        self.add(u64::from(value));
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.add(value as u64);
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.add(value);
+    }
+}
+
+/// Values of lowercase hex digits; 0xff for every other byte.
+static HEX_VALUES: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Decodes exactly 64 lowercase hex digits (what `Digest::parse` accepts for sha256).
+fn decode_sha256(encoded: &str) -> Option<[u8; 32]> {
+    let bytes = encoded.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    let mut invalid = 0u8;
+    for (out, pair) in key.iter_mut().zip(bytes.chunks_exact(2)) {
+        let (high, low) = (HEX_VALUES[pair[0] as usize], HEX_VALUES[pair[1] as usize]);
+        invalid |= high | low;
+        *out = (high << 4) | (low & 0x0f);
+    }
+    // Valid values are below 16; any 0xff sets the high bits.
+    (invalid & 0xf0 == 0).then_some(key)
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Sha256Key([u8; 32]);
@@ -43,11 +122,9 @@ fn sha256_key(digest: &Digest) -> Option<Sha256Key> {
     if digest.algorithm() != "sha256" {
         return None;
     }
-    let mut key = [0u8; 32];
     // `Digest` guarantees 64 lowercase hex digits for sha256, so this cannot fail; a failure
     // would only send the digest to the general set.
-    hex::decode_to_slice(digest.encoded(), &mut key).ok()?;
-    Some(Sha256Key(key))
+    decode_sha256(digest.encoded()).map(Sha256Key)
 }
 
 /// A set of digests.
@@ -80,13 +157,7 @@ impl DigestSet {
     /// case when listing every blob of a registry). `None` when it is not a valid digest.
     pub fn insert_parts(&mut self, algorithm: &str, encoded: &str) -> Option<bool> {
         if algorithm == "sha256" {
-            // Exactly what `Digest::parse` accepts for sha256: 64 lowercase hex digits.
-            if encoded.len() != 64 || !encoded.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-                return None;
-            }
-            let mut key = [0u8; 32];
-            hex::decode_to_slice(encoded, &mut key).ok()?;
-            return Some(self.sha256.insert(Sha256Key(key)));
+            return decode_sha256(encoded).map(|key| self.sha256.insert(Sha256Key(key)));
         }
         let digest = Digest::parse(&format!("{algorithm}:{encoded}")).ok()?;
         Some(self.insert(&digest))
@@ -191,6 +262,32 @@ mod tests {
         assert_eq!(set.insert_parts("sha512", &"cd".repeat(64)), Some(true));
         assert_eq!(set.insert_parts("sha512", "xyz"), None);
         assert_eq!(set.len(), 2);
+    }
+
+    #[test]
+    fn hex_decoding_matches_the_hex_crate() {
+        let text = "0123456789abcdef".repeat(4);
+        let mut expected = [0u8; 32];
+        hex::decode_to_slice(&text, &mut expected).unwrap();
+        assert_eq!(decode_sha256(&text), Some(expected));
+        for bad in [
+            "0123456789ABCDEF".repeat(4),
+            format!("{}g", &text[..63]),
+            text[..62].to_owned(),
+        ] {
+            assert_eq!(decode_sha256(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn digest_maps_work_with_owned_and_borrowed_keys() {
+        let mut map: DigestMap<&Digest, u32> = DigestMap::default();
+        let (a, b) = (d(1), d(2));
+        map.insert(&a, 1);
+        map.insert(&b, 2);
+        assert_eq!(map.get(&a), Some(&1));
+        assert_eq!(map.get(&d(2)).copied(), Some(2));
+        assert_eq!(map.get(&d(3)), None);
     }
 
     #[test]

@@ -8,14 +8,14 @@
 //! the repository, recursively; and every manifest of the repository whose `subject` is a kept
 //! manifest (signatures, attestations, SBOMs live and die with their subject).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 use crate::digest::Digest;
 use crate::manifest::Manifest;
 use crate::storage::{IssueKind, Repository, paths};
 
-use super::digest_set::DigestSet;
+use super::digest_set::{DigestMap, DigestSet};
 use super::report::{ManifestItem, Problem, ProblemKind, Severity};
 
 /// What the mark phase needs to know about a manifest.
@@ -68,7 +68,7 @@ pub enum ManifestState {
 pub struct MarkInput<'a> {
     pub repo: &'a Repository,
     /// Content of every revision of the repository.
-    pub manifests: &'a HashMap<Digest, ManifestState>,
+    pub manifests: &'a DigestMap<Digest, ManifestState>,
     pub delete_untagged: bool,
     /// Links, blobs and folders modified after this instant are younger than the grace period.
     pub cutoff: SystemTime,
@@ -84,7 +84,7 @@ pub struct RepoMark {
     pub marked: DigestSet,
     /// Config and layer blobs kept manifests need, each with one manifest that needs it; the
     /// caller checks that they exist.
-    pub needed: HashMap<Digest, Digest>,
+    pub needed: DigestMap<Digest, Digest>,
     /// Untagged manifests to remove (only with `delete_untagged`), sorted.
     pub delete_manifests: Vec<ManifestItem>,
     /// `_layers` links no kept manifest needs, sorted. The caller deletes those older than the
@@ -107,6 +107,23 @@ pub fn referrer_tag_subject(tag: &str) -> Option<Digest> {
     }
     let encoded = rest.split_once('.').map_or(rest, |(hex, _)| hex);
     Digest::parse(&format!("{algorithm}:{encoded}")).ok()
+}
+
+/// Fills each item's `tag_history` with the tags whose history (as read into
+/// [`Tag::history`](crate::storage::Tag::history)) lists its digest.
+pub fn attach_tag_history(items: &mut [ManifestItem], tags: &[crate::storage::Tag]) {
+    let mut by_digest: DigestMap<&Digest, Vec<&str>> = DigestMap::default();
+    for tag in tags {
+        for digest in &tag.history {
+            by_digest.entry(digest).or_default().push(&tag.name);
+        }
+    }
+    for item in items {
+        if let Some(names) = by_digest.get(&item.digest) {
+            item.tag_history = names.iter().map(|n| (*n).to_owned()).collect();
+            item.tag_history.sort();
+        }
+    }
 }
 
 /// Marks one repository. Deterministic: every output list is sorted.
@@ -137,11 +154,11 @@ pub fn mark_repository(input: &MarkInput<'_>) -> RepoMark {
         );
     }
 
-    let revisions: HashMap<&Digest, Option<SystemTime>> =
+    let revisions: DigestMap<&Digest, Option<SystemTime>> =
         repo.revisions.iter().map(|l| (&l.digest, l.modified)).collect();
-    let layers: HashSet<&Digest> = repo.layers.iter().collect();
+    let layers: DigestMap<&Digest, ()> = repo.layers.iter().map(|d| (d, ())).collect();
 
-    let mut referrers: HashMap<&Digest, Vec<&Digest>> = HashMap::new();
+    let mut referrers: DigestMap<&Digest, Vec<&Digest>> = DigestMap::default();
     for link in &repo.revisions {
         if let Some(ManifestState::Parsed(facts)) = input.manifests.get(&link.digest)
             && let Some(subject) = &facts.subject
@@ -244,7 +261,7 @@ pub fn mark_repository(input: &MarkInput<'_>) -> RepoMark {
     let mut unlinked: Vec<(&Digest, &Digest)> = out
         .needed
         .iter()
-        .filter(|(blob, _)| !layers.contains(blob))
+        .filter(|(blob, _)| !layers.contains_key(blob))
         .collect();
     unlinked.sort();
     for (blob, manifest) in unlinked {
@@ -263,21 +280,15 @@ pub fn mark_repository(input: &MarkInput<'_>) -> RepoMark {
 
     if input.delete_untagged {
         for link in &repo.revisions {
-            if out.kept.contains(&link.digest) {
-                continue;
+            if !out.kept.contains(&link.digest) {
+                out.delete_manifests.push(ManifestItem {
+                    repository: name.to_owned(),
+                    digest: link.digest.clone(),
+                    tag_history: Vec::new(),
+                });
             }
-            let tag_history = repo
-                .tags
-                .iter()
-                .filter(|t| t.history.contains(&link.digest))
-                .map(|t| t.name.clone())
-                .collect();
-            out.delete_manifests.push(ManifestItem {
-                repository: name.to_owned(),
-                digest: link.digest.clone(),
-                tag_history,
-            });
         }
+        attach_tag_history(&mut out.delete_manifests, &repo.tags);
     }
 
     for dir in &repo.empty_dirs {

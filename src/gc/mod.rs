@@ -23,17 +23,16 @@ pub mod mark;
 pub mod report;
 mod sweep;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 
 use crate::digest::Digest;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
-use crate::storage::{LayerLinkState, ReadOptions, Storage, paths};
+use crate::storage::{Issue, LayerLinkState, ReadOptions, Storage, paths};
 
 pub use config::{ConfigError, DEFAULT_ROOT, ENV_DRIVER, ENV_ROOT, RootSource, StorageTarget, locate};
-pub use digest_set::DigestSet;
+pub use digest_set::{DigestHasher, DigestMap, DigestSet};
 use mark::{ManifestFacts, ManifestState, MarkInput, mark_repository};
 use report::*;
 
@@ -276,29 +275,64 @@ fn mark_one(
     cutoff: SystemTime,
     present: &DigestSet,
 ) -> Marked {
-    let repo = storage.read_repository(
+    let mut repo = storage.read_repository(
         name,
         ReadOptions {
-            tag_history: options.delete_untagged,
+            // Read below, only where manifests are deleted.
+            tag_history: false,
             // Marking needs the age of revisions only, and those come with finding them.
             link_times: false,
             verify_links: options.verify_links,
         },
     );
-    let manifests: HashMap<Digest, ManifestState> = repo
+    let manifests: DigestMap<Digest, ManifestState> = repo
         .revisions
         .par_iter()
         .map(|link| (link.digest.clone(), load_manifest(storage, &link.digest)))
         .collect();
-    let result = mark_repository(&MarkInput {
+    let mut result = mark_repository(&MarkInput {
         repo: &repo,
         manifests: &manifests,
         delete_untagged: options.delete_untagged,
         cutoff,
     });
     drop(manifests);
+    let mut problems = std::mem::take(&mut result.problems);
 
-    let mut problems = result.problems;
+    // Tag histories are read only in repositories that lose manifests, and only the
+    // `index/<algorithm>` folders of those manifests: listing every tag's history would double
+    // the cost of a collection.
+    if !result.delete_manifests.is_empty() {
+        let mut algorithms: Vec<&str> = result
+            .delete_manifests
+            .iter()
+            .map(|m| m.digest.algorithm())
+            .collect();
+        algorithms.sort_unstable();
+        algorithms.dedup();
+        let histories: Vec<(Vec<Digest>, Vec<Issue>)> = repo
+            .tags
+            .par_iter()
+            .map(|tag| {
+                let mut found = (Vec::new(), Vec::new());
+                for algorithm in &algorithms {
+                    let (digests, issues) = storage.read_tag_history(name, &tag.name, algorithm);
+                    found.0.extend(digests);
+                    found.1.extend(issues);
+                }
+                found
+            })
+            .collect();
+        for (tag, (history, issues)) in repo.tags.iter_mut().zip(histories) {
+            tag.history = history;
+            problems.extend(issues.into_iter().map(|issue| {
+                Problem::warning(ProblemKind::Unexpected, issue.message)
+                    .in_repo(name)
+                    .at(issue.path)
+            }));
+        }
+        mark::attach_tag_history(&mut result.delete_manifests, &repo.tags);
+    }
     let mut marked = result.marked;
 
     // Needed blobs missing from the listing are looked up again: one may have been uploaded

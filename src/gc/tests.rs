@@ -53,8 +53,9 @@ fn assert_tags_complete(tree: &Tree) {
 #[test]
 fn dry_run_reports_garbage_and_a_sweep_deletes_exactly_that() {
     let tree = Tree::new();
+    // `latest` first pointed at the old build, then moved on.
+    let superseded = tree.image("app", Some("latest"), "old", 2);
     let kept = tree.image("app", Some("latest"), "kept", 2);
-    let superseded = tree.image("app", None, "old", 2);
     let orphan = tree.blob(b"orphan upload");
     tree.link_layer("app", &orphan);
     tree.age_all(old());
@@ -78,6 +79,7 @@ fn dry_run_reports_garbage_and_a_sweep_deletes_exactly_that() {
     let dry = collect(&storage, &options(true, true)).unwrap();
     assert_eq!(dry.manifests.len(), 1);
     assert_eq!(dry.manifests[0].digest, superseded);
+    assert_eq!(dry.manifests[0].tag_history, vec!["latest".to_owned()]);
     // Manifest blob, config, two layers, the orphan.
     assert_eq!(dry.blobs.len(), 5);
     assert!(!blob_set(&dry).contains(&kept));
@@ -88,6 +90,8 @@ fn dry_run_reports_garbage_and_a_sweep_deletes_exactly_that() {
     assert_eq!(swept.freed_bytes, dry.freed_bytes);
     assert!(swept.failures.is_empty() && swept.skipped.is_empty(), "{swept:?}");
     assert!(!tree.exists(&paths::revision_dir("app", &superseded)));
+    assert!(!tree.exists(&paths::tag_history_dir("app", "latest", &superseded)));
+    assert!(tree.exists(&paths::tag_history_dir("app", "latest", &kept)));
     assert!(!tree.exists(&paths::blob_dir(&orphan)));
     assert!(!tree.exists(&paths::layer_link_dir("app", &orphan)));
     assert_tags_complete(&tree);
@@ -395,4 +399,26 @@ fn bad_revision_links_are_found_when_verifying_links() {
     let error = report.errors().next().unwrap();
     assert_eq!(error.kind, ProblemKind::BadLink);
     assert!(error.message.contains("not a digest"), "{}", error.message);
+}
+
+#[test]
+fn schema1_manifests_keep_their_layers() {
+    let tree = Tree::new();
+    let layer = tree.blob(b"schema1 layer");
+    tree.link_layer("legacy", &layer);
+    let body = format!(
+        r#"{{"schemaVersion":1,"name":"legacy","tag":"v1","architecture":"amd64",
+        "fsLayers":[{{"blobSum":"{layer}"}},{{"blobSum":"{layer}"}}],"history":[],"signatures":[]}}"#
+    );
+    let manifest = tree.manifest("legacy", &body);
+    tree.tag("legacy", "v1", &manifest);
+    let orphan = tree.blob(b"orphan");
+    tree.age_all(old());
+
+    let report = collect(&tree.storage(), &options(false, true)).unwrap();
+    assert_eq!(report.outcome, Outcome::Swept, "{:?}", report.problems);
+    assert_eq!(blob_set(&report), BTreeSet::from([orphan]));
+    assert!(report.layer_links.is_empty());
+    assert!(tree.exists(&paths::blob_data(&layer)));
+    assert_tags_complete(&tree);
 }

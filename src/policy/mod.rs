@@ -1,7 +1,7 @@
 //! Retention policies: which tags of a repository to keep and which to delete, and why.
 //!
 //! A policy is written in YAML (docs/policy.md is the reference) or built from command-line
-//! flags ([`PolicyFlags`]); both go through the same validation ([`parse`]), so a flag means
+//! flags ([`PolicyFlags`]); both go through the same validation, so a flag means
 //! exactly what the equivalent YAML means. [`Policy::decide`] is pure: given the facts about a
 //! repository's tags and the current time, it returns every tag's decision with the rule and a
 //! reason. Fetching those facts, following referrers and protecting digests shared between kept

@@ -129,7 +129,10 @@ fn case_keep_only_the_newest_tag() {
     let d = decide(&p, &sample());
     assert_eq!(kept(&d), ["latest"]);
     assert_eq!(reason(&d, "latest"), "kept: keep[0] newest 1 by time: #1 newest");
-    assert_eq!(reason(&d, "main"), "deleted: not kept by any keep selector (no `delete` list)");
+    assert_eq!(
+        reason(&d, "main"),
+        "deleted: not kept by any keep selector (no `delete` list)"
+    );
 }
 
 #[test]
@@ -1093,6 +1096,18 @@ fn errors_have_line_column_and_expectation() {
 }
 
 #[test]
+fn long_comments_and_deep_nesting() {
+    let mut yaml = String::from("rules:\n  - repos: \"**\"\n    keep:\n");
+    for i in 0..500 {
+        yaml.push_str(&format!("      # - tags: old-{i}\n"));
+    }
+    yaml.push_str("      - tags: latest\n");
+    assert_eq!(policy(&yaml).summary().rules[0].keep, ["tags: latest"]);
+    let deep = format!("rules: {}{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert!(error(&deep).to_string().contains("invalid YAML"));
+}
+
+#[test]
 fn alias_bombs_are_stopped() {
     let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..8 {
@@ -1219,4 +1234,75 @@ mod properties {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// docs/policy.md: every YAML example is a valid policy, and every decision table is what the
+// engine decides over the documented sample repository.
+
+#[test]
+fn documented_examples_hold() {
+    let doc = include_str!("../../docs/policy.md");
+    let cell = |text: &str| text.trim().trim_matches('`').to_owned();
+    let mut sample: Vec<TagFacts> = Vec::new();
+    let mut yaml_blocks = 0;
+    let mut tables = 0;
+    let mut last_yaml: Option<String> = None;
+    let mut lines = doc.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line == "```yaml" {
+            let mut block = String::new();
+            for inner in lines.by_ref() {
+                if inner == "```" {
+                    break;
+                }
+                block.push_str(inner);
+                block.push('\n');
+            }
+            Policy::from_yaml(&block, "docs/policy.md").unwrap_or_else(|err| panic!("{err}\n{block}"));
+            yaml_blocks += 1;
+            last_yaml = Some(block);
+        } else if line == "| tag | created |" {
+            lines.next();
+            while let Some(row) = lines.next_if(|l| l.starts_with('|')) {
+                let cells: Vec<&str> = row.split('|').collect();
+                let days: i64 = cells[2].trim().trim_end_matches(" days ago").parse().unwrap();
+                sample.push(tag(&cell(cells[1]), Some(days)));
+            }
+        } else if line == "| tag | decision | reason |" {
+            lines.next();
+            let yaml = last_yaml.as_deref().expect("a YAML block before the table");
+            let decision = decide(&policy(yaml), &sample);
+            let mut rows = 0;
+            while let Some(row) = lines.next_if(|l| l.starts_with('|')) {
+                let cells: Vec<&str> = row.splitn(4, '|').collect();
+                let (name, action, reason) = (
+                    cell(cells[1]),
+                    cells[2].trim(),
+                    cells[3].trim().trim_end_matches('|').trim(),
+                );
+                let actual = decision
+                    .tags
+                    .iter()
+                    .find(|t| t.tag == name)
+                    .unwrap_or_else(|| panic!("no tag {name}"));
+                let want = if action == "keep" {
+                    Action::Keep
+                } else {
+                    Action::Delete
+                };
+                assert_eq!(
+                    (actual.action, actual.reason.as_str()),
+                    (want, reason),
+                    "{name} in\n{yaml}"
+                );
+                rows += 1;
+            }
+            assert_eq!(rows, sample.len(), "{yaml}");
+            tables += 1;
+        }
+    }
+    assert_eq!(sample.len(), 11);
+    assert_eq!(tables, 6);
+    assert!(yaml_blocks >= 10, "{yaml_blocks}");
 }

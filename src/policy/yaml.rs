@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, Span, StrInput};
+use serde_saphyr::granit_parser::{Event, Options, Parser, ScalarStyle, Span, StrInput};
 
 type StrParser<'a> = Parser<'a, StrInput<'a>>;
 
@@ -128,7 +128,11 @@ pub(crate) fn parse(text: &str, source: &str) -> Result<Option<Node>, PolicyErro
         nodes: 0,
         last: Location::Line { line: 1, column: 1 },
     };
-    let mut parser = Parser::new_from_str(text);
+    // Comments are not data; not emitting them also avoids the parser's limit on buffered
+    // comment events (a long commented-out block would otherwise be an error).
+    let mut options = Options::default();
+    options.set_emit_comments(false);
+    let mut parser = Parser::new_from_str_with_options(text, options);
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
     while let Some(next) = parser.next_event() {

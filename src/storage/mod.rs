@@ -415,6 +415,25 @@ impl Storage {
         (layers, issues)
     }
 
+    /// The digests under `tags/<tag>/index/<algorithm>` of `repo`: part of the tag's history.
+    pub fn read_tag_history(&self, repo: &str, tag: &str, algorithm: &str) -> (Vec<Digest>, Vec<Issue>) {
+        let dir = format!("{}/index/{algorithm}", paths::tag_dir(repo, tag));
+        let entries = match self.backend.list(&dir) {
+            Ok(Some(entries)) => entries,
+            Ok(None) => return (Vec::new(), Vec::new()),
+            Err(err) => return (Vec::new(), vec![unreadable(dir, &err)]),
+        };
+        let mut digests = Vec::with_capacity(entries.len());
+        let mut issues = Vec::new();
+        for entry in entries {
+            match (entry.kind, Digest::parse(&format!("{algorithm}:{}", entry.name))) {
+                (EntryKind::Dir, Ok(digest)) => digests.push(digest),
+                _ => issues.push(unexpected(format!("{dir}/{}", entry.name))),
+            }
+        }
+        (digests, issues)
+    }
+
     /// What `_layers/<alg>/<hex>` of `repo` holds, for a link about to be deleted.
     pub fn layer_link_state(&self, repo: &str, digest: &Digest) -> Result<LayerLinkState, StorageError> {
         let dir = paths::layer_link_dir(repo, digest);

@@ -65,6 +65,16 @@ fn reads_tags_revisions_layers_and_history() {
     assert_eq!(history, BTreeSet::from([&first, &second]));
     let stable = repo.tags.iter().find(|t| t.name == "stable").unwrap();
     assert_eq!(stable.history, vec![first.clone()]);
+    let (history, issues) = storage.read_tag_history("app", "latest", "sha256");
+    assert_eq!(
+        history.iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from([&first, &second])
+    );
+    assert!(issues.is_empty());
+    assert_eq!(
+        storage.read_tag_history("app", "latest", "sha512"),
+        (Vec::new(), Vec::new())
+    );
 
     // History is only listed on request.
     let repo = storage.read_repository("app", ReadOptions::default());

@@ -27,9 +27,17 @@ impl Run {
 
 /// Runs `regsweep` with `args`, optional environment variables and optional standard input.
 pub fn regsweep_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+    // An empty home and config directories: the developer's own registry credentials must not
+    // leak into (or change) the tests.
+    let home = std::env::temp_dir().join("regsweep-tests-empty-home");
+    std::fs::create_dir_all(&home).expect("the empty home directory can be created");
     let mut command = Command::new(env!("CARGO_BIN_EXE_regsweep"));
     command
         .args(args)
+        .env("HOME", &home)
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
         .env_remove("REGSWEEP_USERNAME")
         .env_remove("REGSWEEP_PASSWORD")
         .env_remove("REGSWEEP_LOG")

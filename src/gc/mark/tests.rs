@@ -1,6 +1,6 @@
 //! The reachability rules, without I/O: repositories and manifests are built in memory.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use super::*;
@@ -25,7 +25,7 @@ fn cutoff() -> SystemTime {
 
 struct Fixture {
     repo: Repository,
-    manifests: HashMap<Digest, ManifestState>,
+    manifests: DigestMap<Digest, ManifestState>,
 }
 
 impl Fixture {
@@ -35,7 +35,7 @@ impl Fixture {
                 name: "app".to_owned(),
                 ..Repository::default()
             },
-            manifests: HashMap::new(),
+            manifests: DigestMap::default(),
         }
     }
 
