@@ -239,8 +239,9 @@ fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()
     let grace = if report.grace_seconds == 0 {
         "no grace period".to_owned()
     } else {
+        // `{:#}` is jiff's friendly format: `1h`, `7d` rather than ISO 8601's `PT1H`.
         format!(
-            "grace {}",
+            "grace {:#}",
             jiff::SignedDuration::from_secs(report.grace_seconds.try_into().unwrap_or(i64::MAX))
         )
     };
@@ -310,7 +311,7 @@ fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()
         if lines.is_empty() {
             return Ok(());
         }
-        writeln!(out, "\n{title} ({}):", lines.len())?;
+        writeln!(out, "\n{title}:")?;
         for line in lines.iter().take(limit) {
             writeln!(out, "  {line}")?;
         }
@@ -325,7 +326,7 @@ fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()
     };
     section(
         &mut out,
-        "Blobs",
+        &format!("Blobs ({})", report.blobs.len()),
         report
             .blobs
             .iter()
@@ -334,7 +335,7 @@ fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()
     )?;
     section(
         &mut out,
-        "Untagged manifests",
+        &format!("Untagged manifests ({})", report.manifests.len()),
         report
             .manifests
             .iter()
@@ -354,7 +355,7 @@ fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()
     )?;
     section(
         &mut out,
-        "Layer links",
+        &format!("Layer links ({})", report.layer_links.len()),
         report
             .layer_links
             .iter()
@@ -368,10 +369,14 @@ fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()
             })
             .collect(),
     )?;
-    section(&mut out, "Empty folders", report.empty_dirs.clone())?;
     section(
         &mut out,
-        "Skipped (changed during the run)",
+        &format!("Empty folders ({})", report.empty_dirs.len()),
+        report.empty_dirs.clone(),
+    )?;
+    section(
+        &mut out,
+        &format!("Skipped (changed during the run) ({})", report.skipped.len()),
         report
             .skipped
             .iter()
@@ -380,7 +385,7 @@ fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()
     )?;
     section(
         &mut out,
-        "Failed deletions",
+        &format!("Failed deletions ({})", report.failures.len()),
         report
             .failures
             .iter()
@@ -391,7 +396,8 @@ fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()
     section(
         &mut out,
         &format!(
-            "Problems: {}, {}",
+            "Problems ({}: {}, {})",
+            report.problems.len(),
             count(errors, "error", "errors"),
             count(report.problems.len() - errors, "warning", "warnings")
         ),

@@ -127,7 +127,7 @@ async fn make_plan(
     let bar = Bar::new(output, "scanning");
     let plan = retention::plan_with_policy(
         client,
-        &policy,
+        policy,
         &repositories,
         concurrency,
         jiff::Timestamp::now(),

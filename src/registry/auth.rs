@@ -321,34 +321,15 @@ pub struct ScopeError {
 
 /// Decodes base64 in the standard or the URL-safe alphabet, padded or not (docker's `auth`
 /// fields are standard and padded, JWT segments URL-safe and unpadded). `None` when the input is
-/// not base64. Written out here because the need is this small and the root crate has no base64
-/// dependency.
+/// not base64.
 pub(crate) fn base64_decode(input: &str) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let trimmed = input.trim();
-    let data = trimmed.trim_end_matches('=');
-    if trimmed.len() - data.len() > 2 || data.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(data.len() * 3 / 4);
-    for chunk in data.as_bytes().chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= value(c)? << (18 - 6 * i);
-        }
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Some(out)
+    use base64::Engine as _;
+    use base64::alphabet;
+    use base64::engine::general_purpose::{GeneralPurpose, PAD_INDIFFERENT};
+    const STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, PAD_INDIFFERENT);
+    const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, PAD_INDIFFERENT);
+    let input = input.trim();
+    STANDARD.decode(input).or_else(|_| URL_SAFE.decode(input)).ok()
 }
 
 impl fmt::Display for Scope {

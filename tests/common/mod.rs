@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// What one run of the binary produced.
@@ -25,22 +26,31 @@ impl Run {
     }
 }
 
-/// Runs `regsweep` with `args`, optional environment variables and optional standard input.
+/// Runs `regsweep` with `args`, optional environment variables and optional standard input, in
+/// a clean credential environment: an empty `HOME`, and nothing inherited that points at
+/// credentials, so a developer's own registry logins never leak into (or change) the tests.
 pub fn regsweep_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
-    // An empty home and config directories: the developer's own registry credentials must not
-    // leak into (or change) the tests.
     let home = std::env::temp_dir().join("regsweep-tests-empty-home");
     std::fs::create_dir_all(&home).expect("the empty home directory can be created");
+    regsweep_in_home(args, &home, env, stdin)
+}
+
+/// Like [`regsweep_with`] with `HOME` set to `home` (which may hold docker or podman config).
+pub fn regsweep_in_home(args: &[&str], home: &Path, env: &[(&str, &str)], stdin: Option<&str>) -> Run {
     let mut command = Command::new(env!("CARGO_BIN_EXE_regsweep"));
+    command.args(args).env("HOME", home);
+    for var in [
+        "REGSWEEP_USERNAME",
+        "REGSWEEP_PASSWORD",
+        "REGSWEEP_LOG",
+        "DOCKER_CONFIG",
+        "REGISTRY_AUTH_FILE",
+        "XDG_RUNTIME_DIR",
+        "XDG_CONFIG_HOME",
+    ] {
+        command.env_remove(var);
+    }
     command
-        .args(args)
-        .env("HOME", &home)
-        .env_remove("DOCKER_CONFIG")
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("XDG_RUNTIME_DIR")
-        .env_remove("REGSWEEP_USERNAME")
-        .env_remove("REGSWEEP_PASSWORD")
-        .env_remove("REGSWEEP_LOG")
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
