@@ -1,10 +1,9 @@
 //! Carries out a [`Plan`] against the registry, and nothing more than the plan.
 //!
-//! Per repository, right before deleting anything, the tags are read again and compared with
-//! the plan: a tag that is new or moved protects what it points at (with index children), and an
-//! action that would now delete something else than planned is skipped and reported. Right
-//! before each DELETE its planned tags are resolved again and must still point at the manifest
-//! (compare-and-delete); with `--backup` the manifest is also fetched by digest and saved first. Deletions run concurrently, phase by phase, so that referrers go before
+//! Per repository, right before its deletions, every tag is resolved again and compared with the
+//! plan (compare-and-delete): a tag that is new or moved protects what it points at (with index
+//! children), and an action that would now delete something else than planned is skipped and
+//! reported. With `--backup` each manifest is also fetched by digest and saved before deleting. Deletions run concurrently, phase by phase, so that referrers go before
 //! their subject and indexes before their children.
 //!
 //! Removing one tag of a digest that other tags share needs care: deleting the digest deletes
@@ -21,7 +20,7 @@ use tokio::sync::OnceCell;
 use crate::digest::Digest;
 use crate::look::Progress;
 use crate::manifest::media_type;
-use crate::plan::{Action, Plan, RepoPlan};
+use crate::plan::{Action, Plan, RepoPlan, TagAction};
 use crate::registry::{Client, RegistryError};
 
 /// How a single tag is removed.
@@ -142,9 +141,24 @@ struct Recheck {
     protected: HashSet<Digest>,
 }
 
+/// Resolves again every tag that must survive: kept tags, tags to untag, and tags that did not
+/// exist when planning. Tags planned for deletion need no check beforehand: deleting a digest
+/// removes only the tags that point at it, so one that moved elsewhere simply survives, and
+/// [`report_survivors`] reports it afterwards.
 async fn recheck(client: &Client, repo: &RepoPlan, concurrency: usize) -> Result<Recheck, RegistryError> {
     let name = repo.repository.as_str();
-    let tags = client.tags(name).await?;
+    let doomed: HashSet<&str> = repo
+        .tags
+        .iter()
+        .filter(|t| t.action == TagAction::Delete)
+        .map(|t| t.tag.as_str())
+        .collect();
+    let tags: Vec<String> = client
+        .tags(name)
+        .await?
+        .into_iter()
+        .filter(|t| !doomed.contains(t.as_str()))
+        .collect();
     let heads: Vec<(String, Result<Digest, RegistryError>)> = stream::iter(tags)
         .map(|tag| async move {
             let head = client.manifest_head(name, &tag).await.map(|h| h.digest);
@@ -255,21 +269,12 @@ async fn apply_repository(
                     .filter(|t| !tags.contains(t))
                     .copied()
                     .collect();
-                let moved: Vec<&String> = tags
-                    .iter()
-                    .filter(|t| state.current.get(*t).is_some_and(|d| d != digest))
-                    .collect();
                 let skip = if state.protected.contains(digest) {
                     Some("changed since planning: a new or moved tag now needs it".to_owned())
                 } else if !unexpected.is_empty() {
                     Some(format!(
                         "changed since planning: now also tagged {}",
                         join(&unexpected)
-                    ))
-                } else if !moved.is_empty() {
-                    Some(format!(
-                        "changed since planning: tag {} moved to another digest",
-                        join(&moved)
                     ))
                 } else {
                     None
@@ -347,10 +352,46 @@ async fn apply_repository(
             break;
         }
     }
+    if !report.deleted.is_empty()
+        && let Err(err) = report_survivors(client, name, &mut report).await
+    {
+        report.failed.push(outcome(
+            String::new(),
+            Vec::new(),
+            format!("re-reading the tags after deleting failed: {err}"),
+        ));
+    }
     if all_done && report.failed.is_empty() && report.skipped.is_empty() {
         report.bytes_freed = repo.bytes_freed;
     }
     report
+}
+
+/// Tags that were to go with a deleted manifest but still exist had moved to another digest
+/// since planning: they were not deleted, and are reported as skipped.
+async fn report_survivors(
+    client: &Client,
+    repository: &str,
+    report: &mut ApplyReport,
+) -> Result<(), RegistryError> {
+    let remaining: HashSet<String> = client.tags(repository).await?.into_iter().collect();
+    let mut skipped = Vec::new();
+    for deleted in &mut report.deleted {
+        let (survived, gone): (Vec<String>, Vec<String>) =
+            deleted.tags.drain(..).partition(|t| remaining.contains(t));
+        deleted.tags = gone;
+        skipped.extend(survived.into_iter().map(|tag| Outcome {
+            repository: repository.to_owned(),
+            target: tag,
+            tags: Vec::new(),
+            detail: format!(
+                "changed since planning: it no longer pointed at {}, so it was not deleted",
+                deleted.target
+            ),
+        }));
+    }
+    report.skipped.extend(skipped);
+    Ok(())
 }
 
 /// A manifest deletion that passed the re-check.
@@ -367,8 +408,8 @@ fn join(tags: &[&String]) -> String {
         .join(", ")
 }
 
-/// Checks that the planned tags still point at the manifest (compare-and-delete), backs it up if
-/// asked (fetched by digest, so the bytes are verified), and deletes it.
+/// Backs the manifest up if asked (fetched by digest, so the bytes are verified) and deletes it.
+/// The compare step is the repository's re-check, which ran right before its deletions.
 async fn delete_one(
     client: &Client,
     repository: &str,
@@ -377,19 +418,6 @@ async fn delete_one(
     planned_media_type: &str,
     backup: Option<&Path>,
 ) -> Result<String, String> {
-    for tag in tags {
-        match client.manifest_head(repository, tag).await {
-            Ok(head) if head.digest == *digest => {}
-            Ok(head) => {
-                return Err(format!(
-                    "skipped: tag `{tag}` moved to {} just before deleting",
-                    head.digest.short()
-                ));
-            }
-            Err(err) if err.is_not_found() => {}
-            Err(err) => return Err(err.to_string()),
-        }
-    }
     if let Some(dir) = backup {
         let fetched = match client.manifest(repository, digest.as_str()).await {
             Ok(f) => f,

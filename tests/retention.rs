@@ -263,7 +263,7 @@ async fn apply_keeps_what_it_must_and_everything_still_pulls_after_registry_gc()
 }
 
 #[tokio::test]
-async fn a_tag_moved_between_plan_and_apply_is_skipped() {
+async fn tags_moved_between_plan_and_apply_are_skipped() {
     let reg = registry().await;
     let p = reg.client();
     let old = p
@@ -274,7 +274,11 @@ async fn a_tag_moved_between_plan_and_apply_is_skipped() {
         .push_image("app", Some("pr-2"), &ImageSpec::seeded(2))
         .await
         .unwrap();
-    p.push_image("app", Some("main"), &ImageSpec::seeded(3))
+    let third = p
+        .push_image("app", Some("pr-3"), &ImageSpec::seeded(3))
+        .await
+        .unwrap();
+    p.push_image("app", Some("main"), &ImageSpec::seeded(4))
         .await
         .unwrap();
     let plan_file = reg.dir().join("plan.json");
@@ -288,27 +292,41 @@ async fn a_tag_moved_between_plan_and_apply_is_skipped() {
     ])
     .assert_ok();
 
-    // Meanwhile CI re-tags `main` onto the image planned for deletion.
+    // Meanwhile CI re-tags the kept `main` onto an image planned for deletion, and re-pushes
+    // `pr-3` with new content.
     p.tag("app", &old.digest, "main").await.unwrap();
+    let rebuilt = p
+        .push_image("app", Some("pr-3"), &ImageSpec::seeded(5))
+        .await
+        .unwrap();
 
     let run = regsweep(&["--json", "apply", "--yes", plan_file.to_str().unwrap()]);
     run.assert_ok();
     let report = run.json();
     let skipped = report["skipped"].as_array().unwrap();
-    assert_eq!(skipped.len(), 1, "{report}");
+    assert_eq!(skipped.len(), 2, "{report}");
     assert!(
-        skipped[0]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("changed since planning"),
+        skipped
+            .iter()
+            .all(|s| s["detail"].as_str().unwrap().contains("changed since planning")),
         "{report}"
     );
-    assert!(p.manifest_exists("app", "main").await.unwrap());
-    assert_eq!(tag_map(&p, "app").await["main"], old.digest);
+    assert!(skipped.iter().any(|s| s["target"] == "pr-3"), "{report}");
+    let tags = tag_map(&p, "app").await;
+    assert_eq!(
+        tags["main"], old.digest,
+        "the kept tag still resolves where it now points"
+    );
+    assert_eq!(tags["pr-3"], rebuilt.digest, "the re-pushed tag was not deleted");
     assert!(
         !p.manifest_exists("app", &other.digest).await.unwrap(),
         "the unchanged part of the plan ran"
     );
+    assert!(
+        !p.manifest_exists("app", &third.digest).await.unwrap(),
+        "pr-3's old image was deleted"
+    );
+    p.verify_pullable("app", "main").await.unwrap();
 }
 
 #[tokio::test]

@@ -282,6 +282,10 @@ fn mark_one(
             tag_history: false,
             // Marking needs the age of revisions only, and those come with finding them.
             link_times: false,
+            // Without `delete_untagged` every revision is a root, so where tags point cannot
+            // change what is kept: their links are read only to verify them. Their names still
+            // serve to find signature tags whose image is gone.
+            tag_names_only: !options.delete_untagged && !options.verify_links,
             verify_links: options.verify_links,
         },
     );
@@ -426,10 +430,11 @@ fn list_blobs(storage: &Storage) -> BlobListing {
             };
         }
     };
+    // Folded into one set per worker, not one per shard: merging hundreds of sets pairwise
+    // would move every digest several times.
     let mut listing = shards
         .par_iter()
-        .map(|shard| {
-            let mut part = BlobListing::default();
+        .fold(BlobListing::default, |mut part, shard| {
             match storage.list_blob_shard(shard) {
                 Ok(listed) => {
                     for name in &listed.names {

@@ -420,3 +420,34 @@ fn schema1_manifests_keep_their_layers() {
     assert!(tree.exists(&paths::blob_data(&layer)));
     assert_tags_complete(&tree);
 }
+
+#[test]
+fn tags_are_read_where_they_decide_something() {
+    let tree = Tree::new();
+    tree.image("app", Some("v1"), "x", 1);
+    // A tag pointing at a manifest the repository does not have (the registry answers 404).
+    let elsewhere = tree.blob(b"{\"schemaVersion\":2,\"manifests\":[]}");
+    tree.tag("app", "broken", &elsewhere);
+    tree.age_all(old());
+    let storage = tree.storage();
+
+    // Without --delete-untagged every revision is a root, so tag targets change nothing and
+    // their links are not read: the orphan blob goes, as with distribution.
+    let report = collect(&storage, &options(true, false)).unwrap();
+    assert_eq!(report.outcome, Outcome::DryRun, "{:?}", report.problems);
+    assert_eq!(blob_set(&report), BTreeSet::from([elsewhere.clone()]));
+
+    // Where tags are the roots, or links are verified, the broken tag stops the sweep.
+    for options in [
+        options(true, true),
+        GcOptions {
+            verify_links: true,
+            ..options(true, false)
+        },
+    ] {
+        let report = collect(&storage, &options).unwrap();
+        assert_eq!(report.outcome, Outcome::Refused);
+        assert_eq!(report.errors().next().unwrap().kind, ProblemKind::BrokenTag);
+        assert!(!blob_set(&report).contains(&elsewhere), "its blob is kept");
+    }
+}

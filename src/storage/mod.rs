@@ -176,7 +176,8 @@ pub struct Link {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tag {
     pub name: String,
-    /// `current/link`; `None` when it is missing or unreadable (an [`Issue`] says which).
+    /// `current/link`; `None` when it is missing or unreadable (an [`Issue`] says which), or
+    /// not read ([`ReadOptions::tag_names_only`]).
     pub current: Option<Link>,
     /// Digests under `index/` (the tag's history), when requested with
     /// [`ReadOptions::tag_history`]; empty otherwise.
@@ -241,6 +242,9 @@ pub struct ReadOptions {
     pub tag_history: bool,
     /// Modification times of tag links (revision links always have theirs).
     pub link_times: bool,
+    /// List tag names only, without reading `current/link` ([`Tag::current`] stays `None`):
+    /// for callers to whom the tags' targets make no difference.
+    pub tag_names_only: bool,
     /// Read every revision and `_layers` link file and check that it holds the digest of its
     /// folder, reporting [`IssueKind::BadLink`] otherwise. Without it a revision is recognised
     /// by its link file existing (one `stat`) and named by its folder, which is also how
@@ -499,6 +503,14 @@ impl Storage {
                 let tag_dir = format!("{dir}/{}", e.name);
                 let mut issues = Vec::new();
                 let link_path = format!("{tag_dir}/current/link");
+                if options.tag_names_only {
+                    let tag = Tag {
+                        name: e.name,
+                        current: None,
+                        history: Vec::new(),
+                    };
+                    return (tag, issues);
+                }
                 let current = match self.read_link(&link_path, None, options.link_times) {
                     Ok(Some(link)) => Some(link),
                     Ok(None) => {

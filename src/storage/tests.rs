@@ -79,6 +79,16 @@ fn reads_tags_revisions_layers_and_history() {
     // History is only listed on request.
     let repo = storage.read_repository("app", ReadOptions::default());
     assert!(repo.tags.iter().all(|t| t.history.is_empty()));
+    // And links are not read when only names are wanted.
+    let repo = storage.read_repository(
+        "app",
+        ReadOptions {
+            tag_names_only: true,
+            ..ReadOptions::default()
+        },
+    );
+    assert_eq!(repo.tags.len(), 2);
+    assert!(repo.tags.iter().all(|t| t.current.is_none()));
 }
 
 #[test]
