@@ -20,7 +20,7 @@ use tokio::sync::OnceCell;
 use crate::digest::Digest;
 use crate::look::Progress;
 use crate::manifest::media_type;
-use crate::plan::{Action, Plan, RepoPlan, TagAction};
+use crate::plan::{Action, Plan, RepoPlan, Role, TagAction};
 use crate::registry::{Client, RegistryError};
 
 /// How a single tag is removed.
@@ -228,6 +228,26 @@ async fn apply_repository(
         }
     };
 
+    // Referrers of anything now protected (signatures of an image a tag moved onto) stay too.
+    let mut protected = state.protected.clone();
+    loop {
+        let before = protected.len();
+        for action in &repo.actions {
+            if let Action::DeleteManifest {
+                digest,
+                role: Role::Referrer { subject },
+                ..
+            } = action
+                && protected.contains(subject)
+            {
+                protected.insert(digest.clone());
+            }
+        }
+        if protected.len() == before {
+            break;
+        }
+    }
+
     // Decide per action whether it is still what was planned.
     let mut untags: Vec<(&String, &Digest)> = Vec::new();
     let mut phases: BTreeMap<u32, Vec<Deletion<'_>>> = BTreeMap::new();
@@ -269,7 +289,7 @@ async fn apply_repository(
                     .filter(|t| !tags.contains(t))
                     .copied()
                     .collect();
-                let skip = if state.protected.contains(digest) {
+                let skip = if protected.contains(digest) {
                     Some("changed since planning: a new or moved tag now needs it".to_owned())
                 } else if !unexpected.is_empty() {
                     Some(format!(

@@ -2,11 +2,14 @@
 //! registry's storage.
 //!
 //! The library is organised around two sources of the same facts and a pure core:
-//! - [`reference`], [`digest`] and [`manifest`] are the shared vocabulary (names, tags, digests,
-//!   manifests in every format);
+//! - [`mod@reference`], [`digest`] and [`manifest`] are the shared vocabulary (names, tags,
+//!   digests, manifests in every format);
 //! - [`registry`] is the HTTP API v2 client (auth, pagination, retries, bounded concurrency);
-//! - [`storage`] reads distribution's on-disk layout, and [`gc`] garbage-collects it;
-//! - [`look`] builds the read-only views behind `repos`, `tags`, `inspect` and `du`.
+//! - [`look`] builds the read-only views behind `repos`, `tags`, `inspect` and `du`;
+//! - [`graph`] reads a repository's graph (tags, manifests, children, referrers), [`policy`]
+//!   decides per tag, [`plan`] turns decisions into safe ordered actions (pure), [`retention`]
+//!   ties them together and [`apply`] carries a plan out;
+//! - [`storage`] reads distribution's on-disk layout, and [`gc`] garbage-collects it.
 //!
 //! The command-line interface lives in the binary (`src/cli`); nothing here depends on it.
 

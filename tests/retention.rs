@@ -281,6 +281,7 @@ async fn tags_moved_between_plan_and_apply_are_skipped() {
     p.push_image("app", Some("main"), &ImageSpec::seeded(4))
         .await
         .unwrap();
+    let old_sig = p.push_cosign_signature("app", &old.digest, 6).await.unwrap();
     let plan_file = reg.dir().join("plan.json");
     regsweep(&[
         "plan",
@@ -304,7 +305,11 @@ async fn tags_moved_between_plan_and_apply_are_skipped() {
     run.assert_ok();
     let report = run.json();
     let skipped = report["skipped"].as_array().unwrap();
-    assert_eq!(skipped.len(), 2, "{report}");
+    assert_eq!(
+        skipped.len(),
+        3,
+        "pr-1's image, its signature, and pr-3: {report}"
+    );
     assert!(
         skipped
             .iter()
@@ -316,6 +321,10 @@ async fn tags_moved_between_plan_and_apply_are_skipped() {
     assert_eq!(
         tags["main"], old.digest,
         "the kept tag still resolves where it now points"
+    );
+    assert!(
+        p.manifest_exists("app", &old_sig.digest).await.unwrap(),
+        "its signature stays with it"
     );
     assert_eq!(tags["pr-3"], rebuilt.digest, "the re-pushed tag was not deleted");
     assert!(

@@ -192,6 +192,14 @@ pub fn run(args: &GcArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let report = gc::collect(&storage, &options).context("garbage collection could not run");
     spinner.finish_and_clear();
     let mut report = report?;
+    let t = &report.timings;
+    tracing::info!(
+        "gc phases: mark {} ms, blobs {} ms, sweep {} ms, total {} ms",
+        t.mark_ms,
+        t.blobs_ms,
+        t.sweep_ms,
+        t.total_ms
+    );
     if let Some(problem) = probe_problem {
         report.problems.push(problem);
     }
@@ -231,6 +239,10 @@ fn size(bytes: u64) -> String {
 }
 
 fn count(n: usize, one: &str, many: &str) -> String {
+    count64(n as u64, one, many)
+}
+
+fn count64(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
@@ -282,18 +294,19 @@ fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()
     )?;
     writeln!(
         out,
-        "Scanned {} repositories, {} tags, {} manifests, {} layer links and {} blobs in {:.2} s.",
-        s.repositories,
-        s.tags,
-        s.manifests,
-        s.layer_links,
-        s.blobs,
+        "Scanned {}, {}, {}, {} and {} in {:.2} s.",
+        count64(s.repositories, "repository", "repositories"),
+        count64(s.tags, "tag", "tags"),
+        count64(s.manifests, "manifest", "manifests"),
+        count64(s.layer_links, "layer link", "layer links"),
+        count64(s.blobs, "blob", "blobs"),
         report.timings.total_ms as f64 / 1000.0
     )?;
     writeln!(out, "{verb} {what}.")?;
     let mut kept = format!(
-        "Kept {} manifests and {} blobs in use",
-        s.manifests_kept, s.blobs_marked
+        "Kept {} and {} in use",
+        count64(s.manifests_kept, "manifest", "manifests"),
+        count64(s.blobs_marked, "blob", "blobs")
     );
     if s.young_kept > 0 {
         kept.push_str(&format!(
