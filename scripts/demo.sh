@@ -41,5 +41,5 @@ step "$bin/regsweep" tags "$host/team/web/frontend"
 
 # Storage garbage collection needs the registry stopped (or read-only).
 kill "$registry_pid"; wait "$registry_pid" 2>/dev/null || true; registry_pid=""
-step "$bin/regsweep" gc --dry-run --delete-untagged --grace 0s "$work/root"
-step "$bin/regsweep" gc --delete-untagged --grace 0s "$work/root"
+step "$bin/regsweep" gc --dry-run --delete-untagged --grace 0s --show 5 "$work/root"
+step "$bin/regsweep" gc --delete-untagged --grace 0s --show 5 "$work/root"

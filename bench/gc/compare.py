@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Time `docker-registry garbage-collect --dry-run` against `regsweep gc --dry-run` on one tree.
 
-Both modes (default and --delete-untagged), each tool RUNS times, alternating, after one untimed
-warm-up run each (so both read a warm page cache). Wall time and peak RSS come from
+Both modes (default and --delete-untagged); per tool one untimed warm-up run, then RUNS timed runs
+back to back (as hyperfine does), so that each reads the page cache it warmed itself. Wall time and peak RSS come from
 `/usr/bin/time` (GNU time). Prints medians, ratios, and what each tool would delete.
 
 Only the Python standard library is used.
@@ -78,11 +78,12 @@ def main():
             "regsweep gc": [args.bin, "gc", "--dry-run", "--json"] + flags + [args.config],
         }
         outputs = {name: os.path.join(work, f"{name.split()[0]}{len(flags)}.out") for name in tools}
-        for name, cmd in tools.items():
-            timed(cmd, outputs[name])  # warm-up
         samples = {name: [] for name in tools}
-        for _ in range(args.runs):
-            for name, cmd in tools.items():
+        # As hyperfine does: per tool, one untimed warm-up run, then all its runs back to back,
+        # so that each tool is measured with the page cache it warmed itself.
+        for name, cmd in tools.items():
+            timed(cmd, outputs[name])
+            for _ in range(args.runs):
                 wall, rss, code = timed(cmd, outputs[name])
                 if code != 0:
                     sys.exit(f"{name} failed with exit code {code}; see {outputs[name]}")

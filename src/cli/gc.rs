@@ -60,8 +60,9 @@ pub struct GcArgs {
     #[arg(long)]
     pub ignore_problems: bool,
 
-    /// Also read every revision and `_layers` link file and report those that do not hold the
-    /// digest of their folder (a consistency check; slower). Tag links are always read.
+    /// Also read every link file (revisions, `_layers`, and tags, whose targets only matter
+    /// with --delete-untagged) and report those that do not hold the digest of their folder or
+    /// lead nowhere (a consistency check; slower).
     #[arg(long)]
     pub verify_links: bool,
 

@@ -34,7 +34,7 @@ pub struct Cli {
 /// Options shared by every command that prints.
 #[derive(Debug, Clone, Args)]
 pub struct OutputArgs {
-    /// Print machine-readable JSON on stdout (formats documented in docs/json.md).
+    /// Print machine-readable JSON on stdout (formats documented in docs/json.md and docs/gc.md).
     #[arg(long, global = true)]
     pub json: bool,
     /// More log output on stderr (-v info, -vv debug, -vvv trace). Credentials are never logged.

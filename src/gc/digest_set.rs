@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::digest::Digest;
 
@@ -187,14 +188,16 @@ impl DigestSet {
             .chain(self.other.iter().cloned())
     }
 
-    /// The digests of `self` that are not in `other`.
-    pub fn difference(&self, other: &DigestSet) -> Vec<Digest> {
-        self.sha256
-            .iter()
-            .filter(|key| !other.sha256.contains(key))
-            .filter_map(|key| Digest::parse(&format!("sha256:{}", hex::encode(key.0))).ok())
-            .chain(self.other.iter().filter(|d| !other.other.contains(d)).cloned())
-            .collect()
+    /// Marks every digest of this set that `table` holds.
+    pub fn mark_in(&self, table: &BlobTable) {
+        for key in &self.sha256 {
+            if let Some(bit) = table.sha256.get(key) {
+                bit.store(true, Ordering::Relaxed);
+            }
+        }
+        for digest in &self.other {
+            table.mark(digest);
+        }
     }
 
     /// Adds every digest of `other`, reusing the larger table.
@@ -213,6 +216,85 @@ impl<'a> Extend<&'a Digest> for DigestSet {
         for digest in iter {
             self.insert(digest);
         }
+    }
+}
+
+/// Every blob found under `blobs/`, each with a mark bit. Marking threads set bits
+/// concurrently without a lock: the table's shape is fixed once the listing is done. One table
+/// instead of a set of blobs plus a set of marks halves the memory of a collection.
+#[derive(Default)]
+pub struct BlobTable {
+    sha256: HashMap<Sha256Key, AtomicBool, BuildHasherDefault<PrefixHasher>>,
+    other: HashMap<Digest, AtomicBool>,
+}
+
+impl std::fmt::Debug for BlobTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobTable").field("len", &self.len()).finish()
+    }
+}
+
+impl BlobTable {
+    /// Adds the blob `<algorithm>:<encoded>` (unmarked). `None` when it is not a valid digest.
+    pub fn insert_parts(&mut self, algorithm: &str, encoded: &str) -> Option<()> {
+        if algorithm == "sha256" {
+            let key = Sha256Key(decode_sha256(encoded)?);
+            self.sha256.entry(key).or_default();
+        } else {
+            let digest = Digest::parse(&format!("{algorithm}:{encoded}")).ok()?;
+            self.other.entry(digest).or_default();
+        }
+        Some(())
+    }
+
+    pub fn contains(&self, digest: &Digest) -> bool {
+        match sha256_key(digest) {
+            Some(key) => self.sha256.contains_key(&key),
+            None => self.other.contains_key(digest),
+        }
+    }
+
+    /// Marks `digest`; `false` when the table does not hold it (nothing to mark).
+    pub fn mark(&self, digest: &Digest) -> bool {
+        let bit = match sha256_key(digest) {
+            Some(key) => self.sha256.get(&key),
+            None => self.other.get(digest),
+        };
+        bit.map(|bit| bit.store(true, Ordering::Relaxed)).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sha256.len() + self.other.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The blobs nobody marked, in no particular order.
+    pub fn unmarked(&self) -> Vec<Digest> {
+        self.sha256
+            .iter()
+            .filter(|(_, bit)| !bit.load(Ordering::Relaxed))
+            // 64 lowercase hex digits always form a sha256 digest.
+            .filter_map(|(key, _)| Digest::parse(&format!("sha256:{}", hex::encode(key.0))).ok())
+            .chain(
+                self.other
+                    .iter()
+                    .filter(|(_, bit)| !bit.load(Ordering::Relaxed))
+                    .map(|(d, _)| d.clone()),
+            )
+            .collect()
+    }
+
+    /// Adds every blob of `other`, reusing the larger table.
+    pub fn merge(mut self, mut other: BlobTable) -> BlobTable {
+        if self.sha256.len() < other.sha256.len() {
+            std::mem::swap(&mut self, &mut other);
+        }
+        self.sha256.extend(other.sha256);
+        self.other.extend(other.other);
+        self
     }
 }
 
@@ -239,10 +321,6 @@ mod tests {
         let merged = set.merge(second);
         assert_eq!(merged.len(), 4);
         assert!(merged.contains(&d(3)) && merged.contains(&other));
-        let mut lone = DigestSet::new();
-        lone.extend([&d(1), &d(9)]);
-        assert_eq!(lone.difference(&merged), vec![d(9)]);
-        assert!(merged.difference(&merged).is_empty());
         let mut all: Vec<Digest> = merged.iter().collect();
         all.sort();
         let mut expected = vec![d(1), d(2), d(3), other];
@@ -288,6 +366,32 @@ mod tests {
         assert_eq!(map.get(&a), Some(&1));
         assert_eq!(map.get(&d(2)).copied(), Some(2));
         assert_eq!(map.get(&d(3)), None);
+    }
+
+    #[test]
+    fn blob_table_marks_present_blobs_only() {
+        let mut table = BlobTable::default();
+        table.insert_parts("sha256", &hex::encode([1u8; 32])).unwrap();
+        table.insert_parts("sha256", &hex::encode([2u8; 32])).unwrap();
+        table.insert_parts("sha512", &hex::encode([3u8; 64])).unwrap();
+        assert!(table.insert_parts("sha256", "nope").is_none());
+        let mut second = BlobTable::default();
+        second.insert_parts("sha256", &hex::encode([4u8; 32])).unwrap();
+        let table = table.merge(second);
+        assert_eq!(table.len(), 4);
+
+        assert!(table.mark(&d(1)));
+        assert!(!table.mark(&d(9)), "absent blobs are not marked");
+        let mut set = DigestSet::new();
+        set.extend([&d(4), &d(8)]);
+        set.mark_in(&table);
+        let sha512 = Digest::parse(&format!("sha512:{}", hex::encode([3u8; 64]))).unwrap();
+        let mut unmarked = table.unmarked();
+        unmarked.sort();
+        let mut expected = vec![d(2), sha512];
+        expected.sort();
+        assert_eq!(unmarked, expected);
+        assert!(table.contains(&d(4)) && !table.contains(&d(8)));
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! Garbage collection of distribution's storage: mark everything tags need, sweep the rest.
 //!
-//! The run has three phases, each spread over all cores with rayon:
+//! The run has four phases, each spread over all cores with rayon:
 //!
-//! 1. **Mark**, per repository: read tags, revisions and `_layers` links, read and parse every
-//!    manifest revision, then [`mark::mark_repository`] (pure) decides what the repository keeps.
-//!    Config and layer blobs that kept manifests need are checked to exist. Marks of all
-//!    repositories are merged into one set, so a blob any repository needs is never deleted.
-//! 2. **Blobs**: walk `blobs/`; an unmarked blob older than the grace period is garbage.
-//! 3. **Sweep** (not in a dry run, and only when no problem of severity `error` was found unless
+//! 1. **List blobs**: every `blobs/<alg>/<xx>/<hex>` folder goes into one [`BlobTable`] (32-byte
+//!    keys with a mark bit each).
+//! 2. **Mark**, per repository: read tags, revisions and `_layers` folders, read and parse every
+//!    manifest revision, then [`mark::mark_repository`] (pure) decides what the repository keeps;
+//!    its marks are set in the shared table, so a blob any repository needs is never deleted.
+//!    Config and layer blobs kept manifests need are checked to exist, and unneeded `_layers`
+//!    links are checked against the grace period.
+//! 3. **Candidates**: unmarked blobs older than the grace period are garbage.
+//! 4. **Sweep** (not in a dry run, and only when no problem of severity `error` was found unless
 //!    told to ignore them): look again for anything pushed since the run started and protect it,
 //!    then delete untagged manifests with their tag-history entries, unneeded `_layers` links,
 //!    garbage blobs and empty folders — each re-checked against the grace period just before it
@@ -32,7 +35,7 @@ use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use crate::storage::{Issue, LayerLinkState, ReadOptions, Storage, paths};
 
 pub use config::{ConfigError, DEFAULT_ROOT, ENV_DRIVER, ENV_ROOT, RootSource, StorageTarget, locate};
-pub use digest_set::{DigestHasher, DigestMap, DigestSet};
+pub use digest_set::{BlobTable, DigestHasher, DigestMap, DigestSet};
 use mark::{ManifestFacts, ManifestState, MarkInput, mark_repository};
 use report::*;
 
@@ -49,8 +52,9 @@ pub struct GcOptions {
     /// Sweep even when problems of severity `error` were found. What those problems hide may
     /// then be deleted.
     pub ignore_problems: bool,
-    /// Read every revision and `_layers` link file and report those that do not hold the
-    /// digest of their folder (slower; see [`ReadOptions::verify_links`]).
+    /// Read every link file — revisions, `_layers`, and tags even without `delete_untagged` —
+    /// and report those that do not hold the digest of their folder or lead nowhere (slower; see
+    /// [`ReadOptions::verify_links`]).
     pub verify_links: bool,
     /// Worker threads; `None` uses rayon's global pool (one per core).
     pub threads: Option<usize>,
@@ -125,7 +129,6 @@ fn millis(since: Instant) -> u64 {
 /// Everything the mark phase produced, merged over repositories.
 #[derive(Default)]
 struct Marked {
-    marked: DigestSet,
     stats: Stats,
     manifests: Vec<ManifestItem>,
     layer_links: Vec<LayerLinkItem>,
@@ -135,7 +138,6 @@ struct Marked {
 
 impl Marked {
     fn merge(mut self, other: Marked) -> Marked {
-        self.marked = self.marked.merge(other.marked);
         let (a, b) = (&mut self.stats, other.stats);
         a.repositories += b.repositories;
         a.tags += b.tags;
@@ -190,11 +192,10 @@ fn run(storage: &Storage, options: &GcOptions) -> Report {
     let mark_ms = millis(mark_clock);
 
     let candidate_clock = Instant::now();
-    let blobs = blob_candidates(storage, &present, &marked.marked, cutoff);
+    let blobs = blob_candidates(storage, &present, cutoff);
     let blobs_ms = blobs_ms + millis(candidate_clock);
 
     let Marked {
-        marked: _,
         mut stats,
         mut manifests,
         mut layer_links,
@@ -273,7 +274,7 @@ fn mark_one(
     name: &str,
     options: &GcOptions,
     cutoff: SystemTime,
-    present: &DigestSet,
+    present: &BlobTable,
 ) -> Marked {
     let mut repo = storage.read_repository(
         name,
@@ -337,7 +338,9 @@ fn mark_one(
         }
         mark::attach_tag_history(&mut result.delete_manifests, &repo.tags);
     }
-    let mut marked = result.marked;
+    // Marks land directly in the shared table of present blobs; marks of blobs the listing did
+    // not see matter to nobody (only listed blobs can be deleted).
+    result.marked.mark_in(present);
 
     // Needed blobs missing from the listing are looked up again: one may have been uploaded
     // after the listing, for a manifest pushed while this runs.
@@ -371,7 +374,7 @@ fn mark_one(
         match state {
             Ok(LayerLinkState::Link(modified)) if modified > cutoff => {
                 // An upload whose manifest is not pushed yet: keep the link and the blob.
-                marked.insert(digest);
+                present.mark(digest);
                 young_kept += 1;
             }
             Ok(LayerLinkState::Link(_)) => layer_links.push(LayerLinkItem {
@@ -392,7 +395,6 @@ fn mark_one(
     }
 
     Marked {
-        marked,
         stats: Stats {
             repositories: 1,
             tags: repo.tags.len() as u64,
@@ -416,7 +418,7 @@ fn mark_one(
 /// Every `blobs/<alg>/<xx>/<hex>` folder, listed shard by shard in parallel (names only).
 #[derive(Default)]
 struct BlobListing {
-    present: DigestSet,
+    present: BlobTable,
     problems: Vec<Problem>,
 }
 
@@ -482,14 +484,9 @@ struct BlobCandidates {
 }
 
 /// Unmarked blobs, with size and age (the only blobs that are stat'ed).
-fn blob_candidates(
-    storage: &Storage,
-    present: &DigestSet,
-    marked: &DigestSet,
-    cutoff: SystemTime,
-) -> BlobCandidates {
+fn blob_candidates(storage: &Storage, present: &BlobTable, cutoff: SystemTime) -> BlobCandidates {
     present
-        .difference(marked)
+        .unmarked()
         .into_par_iter()
         .map(|digest| {
             let mut part = BlobCandidates::default();
