@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use rayon::prelude::*;
 
+use crate::digest::Digest;
 use crate::storage::{Storage, StorageError, paths};
 
 use super::digest_set::DigestSet;
@@ -171,39 +172,37 @@ fn protect(report: &mut Report, protected: &DigestSet) {
     if protected.is_empty() {
         return;
     }
-    let reason = "needed by content pushed during the run".to_owned();
     let mut skipped = Vec::new();
-    report.manifests.retain(|m| {
-        let keep_in_plan = !protected.contains(&m.digest);
-        if !keep_in_plan {
-            skipped.push(Skipped {
-                path: paths::revision_dir(&m.repository, &m.digest),
-                reason: reason.clone(),
-            });
-        }
-        keep_in_plan
+    drop_protected(&mut report.manifests, protected, &mut skipped, |m| {
+        (&m.digest, paths::revision_dir(&m.repository, &m.digest))
     });
-    report.layer_links.retain(|l| {
-        let keep_in_plan = !protected.contains(&l.digest);
-        if !keep_in_plan {
-            skipped.push(Skipped {
-                path: paths::layer_link_dir(&l.repository, &l.digest),
-                reason: reason.clone(),
-            });
-        }
-        keep_in_plan
+    drop_protected(&mut report.layer_links, protected, &mut skipped, |l| {
+        (&l.digest, paths::layer_link_dir(&l.repository, &l.digest))
     });
-    report.blobs.retain(|b| {
-        let keep_in_plan = !protected.contains(&b.digest);
-        if !keep_in_plan {
-            skipped.push(Skipped {
-                path: paths::blob_dir(&b.digest),
-                reason: reason.clone(),
-            });
-        }
-        keep_in_plan
+    drop_protected(&mut report.blobs, protected, &mut skipped, |b| {
+        (&b.digest, paths::blob_dir(&b.digest))
     });
     report.skipped.extend(skipped);
+}
+
+/// Drops the planned items whose digest is protected, recording each as skipped at its path.
+fn drop_protected<T>(
+    items: &mut Vec<T>,
+    protected: &DigestSet,
+    skipped: &mut Vec<Skipped>,
+    digest_and_path: impl Fn(&T) -> (&Digest, String),
+) {
+    items.retain(|item| {
+        let (digest, path) = digest_and_path(item);
+        let keep_in_plan = !protected.contains(digest);
+        if !keep_in_plan {
+            skipped.push(Skipped {
+                path,
+                reason: "needed by content pushed during the run".to_owned(),
+            });
+        }
+        keep_in_plan
+    });
 }
 
 /// Walks the repositories again and returns every digest that links written since `since`

@@ -1,7 +1,7 @@
 //! `du`: storage used per repository, computed from manifests.
 //!
-//! Every tag is resolved; indexes are followed to their children; every blob (manifests, configs,
-//! layers) is counted once per repository. Across the registry a blob is stored once however many
+//! The repository graph ([`crate::graph::scan`]) is read: every tag, index children and
+//! referrers; every blob (manifests, configs, layers) is counted once per repository. Across the registry a blob is stored once however many
 //! repositories link it, so the registry total counts each distinct digest once, and each
 //! repository's bytes split into *unique* (only this repository references them: what deleting
 //! the repository would free) and *shared* (also referenced elsewhere).
@@ -9,14 +9,16 @@
 //! Only content reachable from tags is visible through the API; untagged manifests and orphan
 //! blobs that are still on disk are what `gc` reclaims.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use futures::stream::{self, StreamExt};
+
 use serde::Serialize;
 
 use super::Progress;
 use crate::digest::Digest;
-use crate::registry::{Client, RegistryError};
+use crate::graph::{RepoGraph, ScanOptions, scan};
+use crate::registry::Client;
 
 /// What one repository references, as scanned.
 #[derive(Debug, Clone, Default)]
@@ -109,108 +111,28 @@ pub async fn du(
     concurrency: usize,
     progress: &dyn Progress,
 ) -> DuReport {
-    progress.add_total(repositories.len() as u64);
+    let options = ScanOptions {
+        with_configs: false,
+        concurrency,
+    };
     let contents = stream::iter(repositories)
-        .map(|repo| async move {
-            let content = scan_repository(client, repo, concurrency, progress).await;
-            progress.advance(1);
-            content
-        })
+        .map(|repo| async move { content(&scan(client, repo, options, progress).await) })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
     account(contents)
 }
 
-/// What `du` keeps of one fetched manifest.
-struct Fetched {
-    digest: Digest,
-    size: u64,
-    blobs: Vec<(Digest, u64)>,
-    children: Vec<Digest>,
-}
-
-/// Resolves every tag of a repository and every index child, collecting blob sizes.
-pub async fn scan_repository(
-    client: &Client,
-    repository: &str,
-    concurrency: usize,
-    progress: &dyn Progress,
-) -> RepoContent {
-    let mut content = RepoContent {
-        name: repository.to_owned(),
-        ..RepoContent::default()
-    };
-    let tags = match client.tags(repository).await {
-        Ok(tags) => tags,
-        Err(err) => {
-            content.errors.push(err.to_string());
-            return content;
-        }
-    };
-    content.tags = tags.len();
-    progress.add_total(tags.len() as u64);
-
-    let mut seen: HashSet<Digest> = HashSet::new();
-    let mut pending: Vec<String> = tags;
-    let mut from_tags = true;
-    while !pending.is_empty() {
-        let fetched: Vec<Result<Fetched, RegistryError>> = stream::iter(pending.drain(..))
-            .map(|reference| async move {
-                let fetched = client.manifest(repository, &reference).await?;
-                let blobs = fetched
-                    .manifest
-                    .blobs()
-                    .map(|b| (b.digest.clone(), b.size))
-                    .collect();
-                let children = fetched
-                    .manifest
-                    .manifests
-                    .iter()
-                    .map(|c| c.digest.clone())
-                    .collect();
-                Ok(Fetched {
-                    digest: fetched.digest,
-                    size: fetched.body.len() as u64,
-                    blobs,
-                    children,
-                })
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-        if from_tags {
-            progress.advance(fetched.len() as u64);
-            from_tags = false;
-        }
-        for result in fetched {
-            match result {
-                Ok(Fetched {
-                    digest,
-                    size,
-                    blobs,
-                    children,
-                }) => {
-                    if !seen.insert(digest.clone()) {
-                        continue;
-                    }
-                    content.manifests += 1;
-                    content.blobs.insert(digest, size);
-                    content.blobs.extend(blobs);
-                    pending.extend(
-                        children
-                            .into_iter()
-                            .filter(|c| !seen.contains(c))
-                            .map(|c| c.to_string()),
-                    );
-                }
-                Err(err) => content.errors.push(err.to_string()),
-            }
-        }
-        pending.sort();
-        pending.dedup();
+/// What a repository's graph references: every manifest reachable from its tags (children and
+/// referrers included) and their blobs.
+fn content(graph: &RepoGraph) -> RepoContent {
+    RepoContent {
+        name: graph.repository.clone(),
+        tags: graph.tags.len(),
+        manifests: graph.nodes.len(),
+        blobs: graph.blobs_of(graph.nodes.keys()),
+        errors: graph.errors.clone(),
     }
-    content
 }
 
 #[cfg(test)]
