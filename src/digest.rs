@@ -112,6 +112,26 @@ impl Digest {
     pub fn referrers_tag(&self) -> String {
         format!("{}-{}", self.algorithm(), self.encoded())
     }
+
+    /// The subject digest a referrer tag names, and what follows it: `sha256-<hex>` or
+    /// `sha512-<hex>`, optionally followed by a suffix starting with `.` (cosign's `.sig`, `.att`,
+    /// `.sbom`). The one definition of a referrer tag: retention, `inspect` and gc all ask here,
+    /// so they never disagree about which tags follow a subject.
+    pub fn from_referrer_tag(tag: &str) -> Option<(Self, &str)> {
+        let (algorithm, rest) = tag.split_once('-')?;
+        let len = match algorithm {
+            "sha256" => 64,
+            "sha512" => 128,
+            _ => return None,
+        };
+        let encoded = rest.get(..len)?;
+        let suffix = &rest[len..];
+        if !(suffix.is_empty() || suffix.starts_with('.')) {
+            return None;
+        }
+        let digest = Self::parse(&format!("{algorithm}:{encoded}")).ok()?;
+        Some((digest, suffix))
+    }
 }
 
 fn valid_algorithm(algorithm: &str) -> bool {
@@ -173,6 +193,31 @@ mod tests {
         assert_eq!(d.encoded().len(), 64);
         assert_eq!(d.short(), "e3b0c44298fc");
         assert_eq!(d.referrers_tag(), format!("sha256-{}", d.encoded()));
+    }
+
+    #[test]
+    fn referrer_tags_of_both_registered_algorithms() {
+        let d = Digest::parse(EMPTY_SHA256).unwrap();
+        assert_eq!(
+            Digest::from_referrer_tag(&d.referrers_tag()),
+            Some((d.clone(), ""))
+        );
+        let sig = format!("{}.sig", d.referrers_tag());
+        assert_eq!(Digest::from_referrer_tag(&sig), Some((d.clone(), ".sig")));
+        let long = Digest::parse(&format!("sha512:{}", "ab".repeat(64))).unwrap();
+        let att = format!("{}.att", long.referrers_tag());
+        assert_eq!(Digest::from_referrer_tag(&att), Some((long, ".att")));
+        for not_one in [
+            "latest".to_owned(),
+            "v1-2".to_owned(),
+            "sha256-abc".to_owned(),
+            "sha256-abc.sig".to_owned(),
+            format!("{}x", d.referrers_tag()),
+            format!("sha512-{}", "ab".repeat(32)),
+            format!("md5-{}", "ab".repeat(16)),
+        ] {
+            assert_eq!(Digest::from_referrer_tag(&not_one), None, "{not_one}");
+        }
         assert_eq!(d.verify(b""), Some(true));
         assert_eq!(d.verify(b"x"), Some(false));
     }

@@ -52,16 +52,10 @@ pub struct RepoGraph {
     pub errors: Vec<String>,
 }
 
-/// The subject digest named by a referrer tag (`sha256-<hex>`, optionally followed by a suffix
-/// such as `.sig`), as cosign and the OCI referrers tag schema name them.
+/// The subject digest named by a referrer tag (`sha256-<hex>` or `sha512-<hex>`, optionally
+/// followed by a suffix such as `.sig`): see [`Digest::from_referrer_tag`].
 pub fn referrer_tag_subject(tag: &str) -> Option<Digest> {
-    let rest = tag.strip_prefix("sha256-")?;
-    let hex = rest.get(..64)?;
-    let suffix = &rest[64..];
-    if !(suffix.is_empty() || suffix.starts_with('.')) {
-        return None;
-    }
-    Digest::parse(&format!("sha256:{hex}")).ok()
+    Digest::from_referrer_tag(tag).map(|(subject, _)| subject)
 }
 
 impl RepoGraph {
@@ -455,6 +449,11 @@ pub(crate) mod tests {
         assert_eq!(referrer_tag_subject(&format!("sha256-{hex}x")), None);
         assert_eq!(referrer_tag_subject("sha256-abc.sig"), None);
         assert_eq!(referrer_tag_subject("v1.0"), None);
+        // gc and retention agree: sha512 referrer tags follow their subject too.
+        let long = Digest::parse(&format!("sha512:{}", "cd".repeat(64))).unwrap();
+        let tag = format!("{}.sig", long.referrers_tag());
+        assert_eq!(referrer_tag_subject(&tag), Some(long.clone()));
+        assert_eq!(crate::gc::mark::referrer_tag_subject(&tag), Some(long));
     }
 
     #[test]

@@ -98,16 +98,7 @@ pub struct RepoMark {
     pub young_kept: u64,
 }
 
-/// The subject digest named by a referrers fallback or cosign tag: `sha256-<hex>` optionally
-/// followed by `.sig`, `.att`, `.sbom` or another suffix.
-pub fn referrer_tag_subject(tag: &str) -> Option<Digest> {
-    let (algorithm, rest) = tag.split_once('-')?;
-    if !matches!(algorithm, "sha256" | "sha512") {
-        return None;
-    }
-    let encoded = rest.split_once('.').map_or(rest, |(hex, _)| hex);
-    Digest::parse(&format!("{algorithm}:{encoded}")).ok()
-}
+pub use crate::graph::referrer_tag_subject;
 
 /// Fills each item's `tag_history` with the tags whose history (as read into
 /// [`Tag::history`](crate::storage::Tag::history)) lists its digest.

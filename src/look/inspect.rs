@@ -129,13 +129,15 @@ pub async fn inspect(
         .collect();
     tags.sort();
 
-    let prefix = image.digest.referrers_tag();
     let mut referrers: Vec<Referrer> = Vec::new();
     let mut fallback_index_tag = None;
     for (tag, digest) in &digests {
-        let Some(suffix) = tag.strip_prefix(&prefix) else {
+        let Some((subject, suffix)) = Digest::from_referrer_tag(tag) else {
             continue;
         };
+        if subject != image.digest {
+            continue;
+        }
         let kind = digest_tag_kind(suffix);
         if kind == ReferrerKind::ReferrersIndex {
             fallback_index_tag = Some(tag.clone());
