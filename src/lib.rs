@@ -15,6 +15,8 @@
 
 pub mod apply;
 pub mod digest;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gc;
 pub mod graph;
 pub mod look;
