@@ -8,6 +8,7 @@ pub mod look;
 pub mod man;
 pub mod output;
 pub mod policy;
+pub mod probe;
 pub mod retention;
 
 use std::process::ExitCode;
@@ -72,6 +73,9 @@ pub enum Command {
     Policy(policy::PolicyCommand),
     /// Garbage-collect a distribution registry's storage (filesystem driver).
     Gc(gc::GcArgs),
+    /// Find out what a registry allows (auth, catalog, deletes, tag deletion, referrers,
+    /// read-only) and what regsweep will use there. Changes nothing.
+    Probe(probe::ProbeArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish) on stdout.
     Completions(completions::CompletionsArgs),
     /// Write a man page for regsweep and for every subcommand into a folder.
@@ -122,6 +126,7 @@ pub fn main() -> ExitCode {
         Command::Restore(args) => retention::restore(args, &cli.output),
         Command::Policy(args) => policy::run(args, &cli.output),
         Command::Gc(args) => gc::run(args, &cli.output),
+        Command::Probe(args) => probe::run(args, &cli.output),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args, &cli.output),
     };
