@@ -9,6 +9,7 @@
 //! - [`graph`] reads a repository's graph (tags, manifests, children, referrers), [`policy`]
 //!   decides per tag, [`plan`] turns decisions into safe ordered actions (pure), [`retention`]
 //!   ties them together and [`apply`] carries a plan out;
+//! - [`probe`] finds out what a registry allows before anything is done there;
 //! - [`storage`] reads distribution's on-disk layout, and [`gc`] garbage-collects it.
 //!
 //! The command-line interface lives in the binary (`src/cli`); nothing here depends on it.
@@ -23,6 +24,7 @@ pub mod look;
 pub mod manifest;
 pub mod plan;
 pub mod policy;
+pub mod probe;
 pub mod reference;
 pub mod registry;
 pub mod retention;

@@ -125,7 +125,14 @@ impl RegistryArgs {
 
     /// Connects to `registry` with these options.
     pub async fn connect(&self, registry: &RegistryAddr) -> anyhow::Result<Client> {
-        let options = ClientOptions {
+        let options = self.client_options(registry).await?;
+        Ok(Client::connect(registry, options).await?)
+    }
+
+    /// The client options these arguments stand for, credentials looked up, for callers that
+    /// connect more than once (the capability probe).
+    pub async fn client_options(&self, registry: &RegistryAddr) -> anyhow::Result<ClientOptions> {
+        Ok(ClientOptions {
             plain_http: self.plain_http,
             insecure: self.insecure,
             ca_files: self.ca_file.clone(),
@@ -133,8 +140,7 @@ impl RegistryArgs {
             allow_insecure_auth: self.allow_insecure_auth,
             concurrency: usize::from(self.concurrency),
             ..ClientOptions::default()
-        };
-        Ok(Client::connect(registry, options).await?)
+        })
     }
 
     pub fn concurrency(&self) -> usize {

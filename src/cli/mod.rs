@@ -1,11 +1,14 @@
 //! Command-line interface: clap types, output formatting and exit codes. The library never sees
 //! clap; each subcommand module turns its arguments into core calls and prints the result.
 
+pub mod completions;
 pub mod connect;
 pub mod gc;
 pub mod look;
+pub mod man;
 pub mod output;
 pub mod policy;
+pub mod probe;
 pub mod retention;
 
 use std::process::ExitCode;
@@ -70,6 +73,13 @@ pub enum Command {
     Policy(policy::PolicyCommand),
     /// Garbage-collect a distribution registry's storage (filesystem driver).
     Gc(gc::GcArgs),
+    /// Find out what a registry allows (auth, catalog, deletes, tag deletion, referrers,
+    /// read-only) and what regsweep will use there. Changes nothing.
+    Probe(probe::ProbeArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) on stdout.
+    Completions(completions::CompletionsArgs),
+    /// Write a man page for regsweep and for every subcommand into a folder.
+    Man(man::ManArgs),
 }
 
 /// A mistake in how regsweep was called (exit code 2), as opposed to a failure while running.
@@ -116,6 +126,9 @@ pub fn main() -> ExitCode {
         Command::Restore(args) => retention::restore(args, &cli.output),
         Command::Policy(args) => policy::run(args, &cli.output),
         Command::Gc(args) => gc::run(args, &cli.output),
+        Command::Probe(args) => probe::run(args, &cli.output),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args, &cli.output),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,455 @@
+//! How operators install and run regsweep: shell completions, man pages, the capability probe,
+//! the HTML report and the deployment examples.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use common::{regsweep, regsweep_with};
+
+/// The subcommands `regsweep --help` lists (the clap definition as the user sees it), without
+/// `help`, with nested ones as `policy check`.
+fn subcommands() -> Vec<String> {
+    fn listed(help: &str) -> Vec<String> {
+        help.lines()
+            .skip_while(|l| !l.starts_with("Commands:"))
+            .skip(1)
+            .take_while(|l| !l.trim().is_empty())
+            // Entries start two spaces in; wrapped descriptions are indented further.
+            .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .filter(|name| name != "help")
+            .collect()
+    }
+    let top = regsweep(&["--help"]);
+    top.assert_ok();
+    let mut all = Vec::new();
+    for name in listed(&top.stdout) {
+        let sub = regsweep(&[&name, "--help"]);
+        sub.assert_ok();
+        for nested in listed(&sub.stdout) {
+            all.push(format!("{name} {nested}"));
+        }
+        all.push(name);
+    }
+    assert!(all.len() >= 12, "too few subcommands parsed from --help: {all:?}");
+    all
+}
+
+/// The long flags `regsweep <command> --help` documents.
+fn long_flags(command: &str) -> BTreeSet<String> {
+    let mut args: Vec<&str> = command.split(' ').collect();
+    args.push("--help");
+    let run = regsweep(&args);
+    run.assert_ok();
+    run.stdout
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']' || c == '=')
+        .filter(|w| {
+            w.starts_with("--") && w.len() > 2 && w[2..].chars().all(|c| c.is_ascii_lowercase() || c == '-')
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn completions_name_every_subcommand_in_every_shell() {
+    let subcommands = subcommands();
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let run = regsweep(&["completions", shell]);
+        run.assert_ok();
+        assert!(run.stdout.len() > 1000, "{shell}: suspiciously short script");
+        for sub in &subcommands {
+            let leaf = sub.rsplit(' ').next().unwrap();
+            let as_word = |text: &str| {
+                text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                    .any(|w| w == leaf)
+            };
+            assert!(
+                as_word(&run.stdout),
+                "{shell} completion does not mention `{sub}`"
+            );
+        }
+    }
+}
+
+/// Loads the bash script into a real bash and asks it to complete, as a user pressing Tab would.
+#[test]
+fn bash_completion_completes_subcommands_and_flags() {
+    let run = regsweep(&["completions", "bash"]);
+    run.assert_ok();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("regsweep.bash");
+    std::fs::write(&script, &run.stdout).unwrap();
+    let complete = |words: &str| -> BTreeSet<String> {
+        let program = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); \
+             COMP_LINE=\"${{COMP_WORDS[*]}}\"; COMP_POINT=${{#COMP_LINE}}; \
+             _regsweep regsweep \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display()
+        );
+        let out = Command::new("bash")
+            .args(["--norc", "--noprofile", "-c", &program])
+            .output()
+            .expect("bash runs (apt-get install -y bash)");
+        assert!(
+            out.status.success(),
+            "bash: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let top = complete("regsweep ''");
+    for sub in subcommands().iter().filter(|s| !s.contains(' ')) {
+        assert!(
+            top.contains(sub),
+            "Tab after `regsweep` does not offer {sub}: {top:?}"
+        );
+    }
+    let gc = complete("regsweep gc --gr");
+    assert_eq!(gc, BTreeSet::from(["--grace".to_owned()]));
+}
+
+#[test]
+fn man_pages_exist_for_every_subcommand_and_document_its_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = regsweep(&["man", dir.path().to_str().unwrap()]);
+    run.assert_ok();
+    let mut expected = vec!["regsweep".to_owned()];
+    expected.extend(
+        subcommands()
+            .iter()
+            .map(|s| format!("regsweep-{}", s.replace(' ', "-"))),
+    );
+    for page in &expected {
+        let path = dir.path().join(format!("{page}.1"));
+        let roff = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let sections = roff_sections(&roff);
+        let th = roff.lines().find(|l| l.starts_with(".TH ")).expect(".TH line");
+        assert!(
+            th.split_whitespace().nth(1) == Some(page.as_str()),
+            "{page}: title line {th}"
+        );
+        let name = sections
+            .iter()
+            .find(|(s, _)| s == "NAME")
+            .map(|(_, body)| body.as_str());
+        assert!(
+            name.is_some_and(|n| n.starts_with(&page.replace('-', "\\-"))),
+            "{page}: NAME section {name:?}"
+        );
+        assert!(
+            sections.iter().any(|(s, _)| s == "SYNOPSIS"),
+            "{page}: no SYNOPSIS"
+        );
+        if page != "regsweep" {
+            let command = page.trim_start_matches("regsweep-").replace('-', " ");
+            // `policy-check` is `policy check`; no top-level command has a dash in its name.
+            let text = roff.replace("\\-", "-");
+            for flag in long_flags(&command) {
+                assert!(text.contains(&flag), "{page}: flag {flag} is not documented");
+            }
+        }
+    }
+    let listed: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(listed.len(), expected.len(), "{listed:?}");
+}
+
+/// `.SH` sections of a roff page and their text (requests stripped), in order.
+fn roff_sections(roff: &str) -> Vec<(String, String)> {
+    let mut sections: Vec<(String, String)> = Vec::new();
+    for line in roff.lines() {
+        if let Some(title) = line.strip_prefix(".SH ") {
+            sections.push((title.trim_matches('"').to_owned(), String::new()));
+        } else if let Some((_, body)) = sections.last_mut()
+            && !line.starts_with('.')
+        {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    sections
+}
+
+#[test]
+fn completions_reject_an_unknown_shell_with_the_valid_ones() {
+    let run = regsweep_with(&["completions", "tcsh"], &[], None);
+    assert_eq!(run.code, 2, "{run:#?}");
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        assert!(run.stderr.contains(shell), "{}", run.stderr);
+    }
+}
+
+/// `regsweep completions bash | head -1` must end quietly, not with a panic of the generator.
+#[test]
+fn completions_into_a_closed_pipe_exit_cleanly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .args(["completions", "zsh"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("regsweep runs");
+    // Closing the read end before the program writes makes its write fail with EPIPE.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Capability probe, against the real registry in each configuration.
+
+mod probe {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use regsweep_testkit::{
+        Grant, ImageSpec, RegistryOptions, TestRegistry, TokenServer, TokenServerOptions, TokenUser,
+    };
+    use serde_json::Value;
+
+    use super::common::{Run, regsweep, regsweep_with};
+
+    /// Every file under the registry's storage root (path relative to the root).
+    fn files(root: &Path) -> BTreeSet<String> {
+        fn walk(dir: &Path, root: &Path, out: &mut BTreeSet<String>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, root, out);
+                } else {
+                    out.insert(path.strip_prefix(root).unwrap().display().to_string());
+                }
+            }
+        }
+        let mut out = BTreeSet::new();
+        walk(root, root, &mut out);
+        out
+    }
+
+    /// Tags with their digests, read by the harness's own HTTP client.
+    async fn tags(reg: &TestRegistry, repo: &str) -> Vec<(String, String)> {
+        let pusher = reg.client();
+        let mut out = Vec::new();
+        for tag in pusher.tags(repo).await.unwrap() {
+            let (_, _, digest) = pusher.get_manifest(repo, &tag).await.unwrap();
+            out.push((tag, digest));
+        }
+        out.sort();
+        out
+    }
+
+    async fn push_two_tags(reg: &TestRegistry) {
+        let pusher = reg.client();
+        let image = pusher
+            .push_image("team/app", Some("v1"), &ImageSpec::seeded(7))
+            .await
+            .unwrap();
+        pusher.tag("team/app", &image.digest, "v1-alias").await.unwrap();
+    }
+
+    fn probe_json(run: &Run) -> Value {
+        run.assert_ok();
+        run.json()
+    }
+
+    #[tokio::test]
+    async fn deletes_enabled_registry_and_nothing_left_behind() {
+        let reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+        push_two_tags(&reg).await;
+        let before_tags = tags(&reg, "team/app").await;
+        let before_files = files(reg.storage_root());
+
+        let json = probe_json(&regsweep(&["--json", "probe", &reg.host()]));
+        assert_eq!(json["registry"], reg.host());
+        assert_eq!(json["scheme"], "http");
+        assert_eq!(json["auth"]["kind"], "none");
+        assert_eq!(json["catalog"], true);
+        assert_eq!(json["repositories"], 1);
+        // distribution's default catalog.maxentries is 1000.
+        assert_eq!(json["catalog_page_limit"], 1000);
+        assert_eq!(json["probe_repository"], "team/app");
+        assert_eq!(json["deletes_enabled"], true);
+        assert_eq!(json["read_only"], false);
+        // distribution 2.8.2 refuses DELETE by tag, so regsweep untags with a placeholder.
+        assert_eq!(json["delete_by_tag"], false);
+        assert_eq!(json["untag_method"], "placeholder");
+        assert_eq!(json["referrers_api"], false);
+
+        assert_eq!(tags(&reg, "team/app").await, before_tags, "tags changed");
+        assert_eq!(reg.client().catalog().await.unwrap(), vec!["team/app".to_owned()]);
+        // The placeholder's manifest is deleted again; what stays is distribution's
+        // bookkeeping of it (the blob data of the placeholder and its 2-byte `{}` config, and
+        // their layer links in the repository), which gc collects. No tag, no revision link.
+        let after = files(reg.storage_root());
+        let new: Vec<&String> = after.difference(&before_files).collect();
+        for path in &new {
+            assert!(
+                path.contains("/blobs/sha256/") || path.contains("/_layers/sha256/"),
+                "the probe left {path} behind (all new: {new:?})"
+            );
+        }
+        assert!(
+            !new.iter().any(|p| p.contains("/_manifests/")),
+            "new manifest links: {new:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn deletes_disabled_is_not_read_only_and_nothing_changes() {
+        let reg = TestRegistry::start(RegistryOptions::default().delete_disabled())
+            .await
+            .unwrap();
+        push_two_tags(&reg).await;
+        let before = files(reg.storage_root());
+        let json = probe_json(&regsweep(&[
+            "--json",
+            "probe",
+            &format!("{}/team/app", reg.host()),
+        ]));
+        assert_eq!(json["deletes_enabled"], false);
+        assert_eq!(json["read_only"], false);
+        assert_eq!(json["delete_by_tag"], Value::Null);
+        assert_eq!(json["untag_method"], Value::Null);
+        assert_eq!(json["referrers_api"], false);
+        assert_eq!(
+            files(reg.storage_root()),
+            before,
+            "the probe wrote into the storage"
+        );
+
+        let human = regsweep(&["probe", &format!("{}/team/app", reg.host())]);
+        human.assert_ok();
+        assert!(
+            human.stdout.contains("Deletes:        disabled"),
+            "{}",
+            human.stdout
+        );
+        assert!(human.stdout.contains("Read-only:      no"), "{}", human.stdout);
+    }
+
+    #[tokio::test]
+    async fn read_only_registry_is_told_apart_from_deletes_disabled() {
+        let mut writable = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+        push_two_tags(&writable).await;
+        writable.stop().await.unwrap();
+        let reg = TestRegistry::start(
+            RegistryOptions::default()
+                .read_only()
+                .with_storage_root(writable.storage_root()),
+        )
+        .await
+        .unwrap();
+        let before = files(reg.storage_root());
+        let json = probe_json(&regsweep(&["--json", "probe", &reg.host()]));
+        assert_eq!(json["read_only"], true);
+        // Behind read-only mode, the delete setting is not visible.
+        assert_eq!(json["deletes_enabled"], Value::Null);
+        assert_eq!(json["delete_by_tag"], Value::Null);
+        assert_eq!(json["catalog"], true);
+        assert_eq!(json["referrers_api"], false);
+        assert_eq!(
+            files(reg.storage_root()),
+            before,
+            "the probe wrote into the storage"
+        );
+    }
+
+    #[tokio::test]
+    async fn basic_auth_registry() {
+        let reg = TestRegistry::start(RegistryOptions::default().with_htpasswd("ops", "s3cret-pw"))
+            .await
+            .unwrap();
+        push_two_tags(&reg).await;
+        let before_tags = tags(&reg, "team/app").await;
+        let run = regsweep_with(
+            &["--json", "probe", &reg.host(), "--username", "ops"],
+            &[("REGSWEEP_PASSWORD", "s3cret-pw")],
+            None,
+        );
+        let json = probe_json(&run);
+        assert_eq!(json["auth"]["kind"], "basic");
+        assert_eq!(json["catalog"], true);
+        assert_eq!(json["deletes_enabled"], true);
+        assert_eq!(json["read_only"], false);
+        assert_eq!(json["untag_method"], "placeholder");
+        assert!(!run.stdout.contains("s3cret-pw") && !run.stderr.contains("s3cret-pw"));
+        assert_eq!(tags(&reg, "team/app").await, before_tags);
+
+        // Without credentials the probe still says what the registry wants, and that it
+        // cannot see the rest.
+        let anonymous = probe_json(&regsweep(&["--json", "probe", &reg.host()]));
+        assert_eq!(anonymous["auth"]["kind"], "basic");
+        assert_eq!(anonymous["catalog"], false);
+        assert_eq!(anonymous["deletes_enabled"], Value::Null);
+        assert_eq!(anonymous["read_only"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn token_auth_registry() {
+        let user = TokenUser::new(
+            "ops",
+            "t0ken-pw",
+            vec![
+                Grant::repos("team/*", &["pull", "push", "delete"]),
+                Grant::catalog(),
+            ],
+        );
+        let tokens = TokenServer::start(TokenServerOptions::default().user(user)).unwrap();
+        let reg = TestRegistry::start(RegistryOptions::default().with_token_auth(&tokens))
+            .await
+            .unwrap();
+        push_two_tags(&reg).await;
+        let before_tags = tags(&reg, "team/app").await;
+        let json = probe_json(&regsweep_with(
+            &["--json", "probe", &reg.host(), "--username", "ops"],
+            &[("REGSWEEP_PASSWORD", "t0ken-pw")],
+            None,
+        ));
+        assert_eq!(json["auth"]["kind"], "bearer");
+        assert_eq!(json["auth"]["realm"], tokens.realm());
+        assert_eq!(json["auth"]["service"], tokens.service());
+        assert_eq!(json["catalog"], true);
+        assert_eq!(json["deletes_enabled"], true);
+        assert_eq!(json["read_only"], false);
+        assert_eq!(json["delete_by_tag"], false);
+        assert_eq!(json["referrers_api"], false);
+        assert_eq!(tags(&reg, "team/app").await, before_tags);
+    }
+
+    #[tokio::test]
+    async fn catalog_page_limit_follows_maxentries() {
+        let opts = RegistryOptions {
+            extra_config: Some("catalog:\n  maxentries: 50\n".into()),
+            ..RegistryOptions::default()
+        };
+        let reg = TestRegistry::start(opts).await.unwrap();
+        push_two_tags(&reg).await;
+        let json = probe_json(&regsweep(&["--json", "probe", &reg.host()]));
+        assert_eq!(json["catalog_page_limit"], 10);
+        assert_eq!(json["repositories"], 1);
+    }
+
+    #[tokio::test]
+    async fn a_missing_repository_is_named() {
+        let reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+        let json = probe_json(&regsweep(&[
+            "--json",
+            "probe",
+            &format!("{}/no/such", reg.host()),
+        ]));
+        assert_eq!(json["deletes_enabled"], Value::Null);
+        let notes = json["notes"].to_string();
+        assert!(
+            notes.contains("no/such") && notes.contains("does not exist"),
+            "{notes}"
+        );
+        let empty = probe_json(&regsweep(&["--json", "probe", &reg.host()]));
+        assert_eq!(empty["repositories"], 0);
+        assert!(empty["notes"].to_string().contains("REGISTRY/REPO"), "{empty}");
+    }
+}
