@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod credentials;
+pub mod delete;
 pub mod error;
 mod http;
 pub mod link;
@@ -409,7 +410,7 @@ impl Client {
 
     /// Deletes a tag without touching its manifest, through the OCI 1.1 `DELETE
     /// /v2/<name>/manifests/<tag>`. Registries that do not support it answer 400 (distribution
-    /// 2.x: `DIGEST_INVALID`) or 405; see `apply::UntagMethod` for how regsweep probes this
+    /// 2.x: `DIGEST_INVALID`) or 405; see `delete::UntagMethod` for how regsweep probes this
     /// safely, because some registries delete the whole image with every tag instead.
     pub async fn delete_tag(&self, repository: &str, tag: &str) -> Result<(), RegistryError> {
         let mut request = self.manifest_request(Method::DELETE, repository, tag);
