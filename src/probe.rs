@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::apply::{UntagMethod, UntagProbe, ensure_deletes_allowed};
 use crate::digest::Digest;
 use crate::manifest::media_type;
 use crate::reference::RegistryAddr;
 use crate::registry::auth::{Challenge, parse_challenges};
+use crate::registry::delete::{self, UntagMethod, ensure_deletes_allowed};
 use crate::registry::{Client, ClientOptions, RegistryError};
 
 /// Catalog page sizes tried, largest first; the first one the registry accepts is reported.
@@ -355,7 +355,7 @@ async fn probe_writes(client: &Client, repo: &str, caps: &mut Capabilities) {
     if caps.deletes_enabled != Some(true) {
         return;
     }
-    match UntagProbe::default().method(client, repo).await {
+    match delete::probe(client, repo).await {
         Ok(method) => {
             caps.untag_method = Some(method);
             caps.delete_by_tag = Some(method == UntagMethod::DeleteByTag);
