@@ -466,3 +466,28 @@ async fn links_and_catalog_names_are_checked() {
         );
     }
 }
+
+/// A repository that cannot be read makes `plan` fail, and says why on stderr (not only in the
+/// plan on stdout), in every output format.
+#[tokio::test]
+async fn plan_read_errors_go_to_stderr() {
+    let registry = LoopbackServer::start(|r| match r.path() {
+        "/v2/" => CannedResponse::json(200, &serde_json::json!({})),
+        "/v2/_catalog" => CannedResponse::json(200, &serde_json::json!({"repositories": ["app"]})),
+        _ => CannedResponse::new(500).body(b"storage backend exploded".to_vec()),
+    })
+    .unwrap();
+    let host = registry.host();
+    for json in [false, true] {
+        let mut args = vec!["plan", "--keep-newest", "1", "--attempts", "1", &host];
+        if json {
+            args.insert(0, "--json");
+        }
+        let run = regsweep(&args);
+        assert_eq!(run.code, 1, "{run:#?}");
+        assert!(
+            run.stderr.contains("app") && run.stderr.contains("storage backend exploded"),
+            "{run:#?}"
+        );
+    }
+}
