@@ -332,6 +332,8 @@ async fn self_signed_certificate_that_is_its_own_ca() {
     let run = regsweep(&["tags", "--ca-file", &cert, &target]);
     run.assert_ok();
     assert_eq!(run.stdout.trim(), "v1");
+    // skopeo, verifying TLS against the same certificate, agrees.
+    assert_eq!(reg.skopeo_list_tags("app").await.unwrap(), ["v1"]);
 
     // Another self-signed certificate is no licence for this one.
     let run = regsweep(&["tags", "--ca-file", &other_cert, &target]);
