@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::Run;
 use regsweep::digest::Digest;
 use regsweep::reference::RegistryAddr;
-use regsweep::registry::{Client, ClientOptions, Credentials, RegistryError};
+use regsweep::registry::{Advice, Client, ClientOptions, Credentials, RegistryError};
 use regsweep_testkit::{
     CannedResponse, Grant, ImageSpec, LoopbackServer, RegistryOptions, TestRegistry, TokenField, TokenServer,
     TokenServerOptions, TokenUser,
@@ -530,12 +530,13 @@ async fn plain_http_realms_of_tls_registries_get_no_credentials() {
     let host = format!("https://{}", reg.host());
     let before = tokens.requests().len();
     let client = connect_with(&host, options(false)).await;
-    let err = client.tags("team/app").await.unwrap_err().to_string();
+    let err = client.tags("team/app").await.unwrap_err();
+    assert_eq!(err.advice(), Some(Advice::AllowInsecureAuth), "{err}");
+    let err = err.to_string();
     assert!(
         err.contains("refusing to send credentials to the token server"),
         "{err}"
     );
-    assert!(err.contains("--allow-insecure-auth"), "{err}");
     assert_eq!(tokens.requests().len(), before, "nothing was sent to the realm");
 
     let client = connect_with(&host, options(true)).await;

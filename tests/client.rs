@@ -332,6 +332,8 @@ async fn self_signed_certificate_that_is_its_own_ca() {
     let run = regsweep(&["tags", "--ca-file", &cert, &target]);
     run.assert_ok();
     assert_eq!(run.stdout.trim(), "v1");
+    // skopeo, verifying TLS against the same certificate, agrees.
+    assert_eq!(reg.skopeo_list_tags("app").await.unwrap(), ["v1"]);
 
     // Another self-signed certificate is no licence for this one.
     let run = regsweep(&["tags", "--ca-file", &other_cert, &target]);
@@ -463,6 +465,31 @@ async fn links_and_catalog_names_are_checked() {
                 .any(|bad| request.target.contains(bad)),
             "a bad catalog name reached a URL: {} ({run:#?})",
             request.target
+        );
+    }
+}
+
+/// A repository that cannot be read makes `plan` fail, and says why on stderr (not only in the
+/// plan on stdout), in every output format.
+#[tokio::test]
+async fn plan_read_errors_go_to_stderr() {
+    let registry = LoopbackServer::start(|r| match r.path() {
+        "/v2/" => CannedResponse::json(200, &serde_json::json!({})),
+        "/v2/_catalog" => CannedResponse::json(200, &serde_json::json!({"repositories": ["app"]})),
+        _ => CannedResponse::new(500).body(b"storage backend exploded".to_vec()),
+    })
+    .unwrap();
+    let host = registry.host();
+    for json in [false, true] {
+        let mut args = vec!["plan", "--keep-newest", "1", "--attempts", "1", &host];
+        if json {
+            args.insert(0, "--json");
+        }
+        let run = regsweep(&args);
+        assert_eq!(run.code, 1, "{run:#?}");
+        assert!(
+            run.stderr.contains("app") && run.stderr.contains("storage backend exploded"),
+            "{run:#?}"
         );
     }
 }

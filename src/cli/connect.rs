@@ -27,7 +27,8 @@ pub struct RegistryArgs {
     /// Skip TLS certificate verification (the connection is still encrypted).
     #[arg(long)]
     pub insecure: bool,
-    /// Trust the CA certificate(s) in this PEM file, in addition to the system's.
+    /// Trust the certificate(s) in this PEM file, in addition to the system's: a CA, or the
+    /// registry's own self-signed certificate (docs/connection.md).
     #[arg(long, value_name = "PEM")]
     pub ca_file: Vec<PathBuf>,
     /// Username (for basic auth, or to obtain tokens). Without it, credentials come from

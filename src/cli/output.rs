@@ -6,7 +6,8 @@ use std::io::{IsTerminal, Write};
 use comfy_table::{Table, presets};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use regsweep::look::Progress;
-use regsweep::registry::RegistryError;
+use regsweep::registry::credentials::CredentialsError;
+use regsweep::registry::{Advice, RegistryError};
 use serde::Serialize;
 
 use super::OutputArgs;
@@ -88,17 +89,36 @@ impl Progress for Bar {
 pub fn error_line(err: &anyhow::Error) -> String {
     let causes: Vec<String> = err.chain().map(|cause| cause.to_string()).collect();
     let mut line = join_causes(&causes);
-    let certificate = err
-        .chain()
-        .filter_map(|cause| cause.downcast_ref::<RegistryError>())
-        .any(RegistryError::is_certificate_error);
-    if certificate {
-        line.push_str(
-            " (pass --ca-file with the CA certificate that signed the registry's certificate, or the \
-             registry's own certificate when it is self-signed; or --insecure to skip verification)",
-        );
+    let advice = err.chain().find_map(|cause| {
+        cause
+            .downcast_ref::<RegistryError>()
+            .and_then(RegistryError::advice)
+            .or_else(|| {
+                cause
+                    .downcast_ref::<CredentialsError>()
+                    .and_then(CredentialsError::advice)
+            })
+    });
+    if let Some(advice) = advice {
+        line.push_str(advice_text(advice));
     }
     line
+}
+
+/// The command line's words for what to do.
+fn advice_text(advice: Advice) -> &'static str {
+    match advice {
+        Advice::LogIn => {
+            " (or pass --username NAME with --password-stdin, or set REGSWEEP_USERNAME and REGSWEEP_PASSWORD)"
+        }
+        Advice::AllowInsecureAuth => " (pass --allow-insecure-auth if this network is trusted)",
+        Advice::TrustCertificate => {
+            " (pass --ca-file with the CA certificate that signed the registry's certificate, or the \
+             registry's own certificate when it is self-signed; or --insecure to skip verification)"
+        }
+        Advice::IgnoreCredentialFiles => " (or pass --no-creds to ignore the credential files)",
+        _ => "",
+    }
 }
 
 /// Joins causes outermost first, leaving out each one whose text is already part of what was
@@ -161,5 +181,22 @@ mod tests {
         let line = error_line(&err);
         assert_eq!(line.matches("UnknownIssuer").count(), 1, "{line}");
         assert!(line.contains("--ca-file"), "{line}");
+
+        let err = anyhow::Error::new(RegistryError::Unauthorized {
+            request: regsweep::registry::RequestInfo {
+                method: "GET".into(),
+                url: "http://r:1/v2/a/tags/list".into(),
+            },
+            errors: Vec::new(),
+            hint: "refusing to send credentials over plain HTTP to r:1".into(),
+            advice: Some(Advice::AllowInsecureAuth),
+        })
+        .context("cannot list tags");
+        let line = error_line(&err);
+        assert!(
+            line.ends_with("(pass --allow-insecure-auth if this network is trusted)"),
+            "{line}"
+        );
+        assert!(line.starts_with("cannot list tags: GET"), "{line}");
     }
 }

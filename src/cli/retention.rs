@@ -135,6 +135,12 @@ async fn make_plan(
     )
     .await;
     bar.finish();
+    // Read errors are failures: they go to stderr too, whatever the output format.
+    for repo in &plan.repositories {
+        for err in &repo.errors {
+            eprintln!("error: {}: {err}", repo.repository);
+        }
+    }
     Ok(plan)
 }
 

@@ -104,13 +104,11 @@ pub struct Found {
 pub enum CredentialsError {
     #[error("cannot read {path}: {cause}")]
     Read { path: String, cause: String },
-    #[error(
-        "{path} is not a valid credentials file: {reason}; fix it, or pass --no-creds to ignore config files"
-    )]
+    #[error("{path} is not a valid credentials file: {reason}; fix it, or ignore the credential files")]
     Malformed { path: String, reason: String },
     #[error(
         "{path} names the credential helper `{helper}` ({field}), but docker-credential-{helper} is not on PATH; \
-         install it, or remove the entry, or pass --no-creds"
+         install it, remove the entry, or ignore the credential files"
     )]
     HelperMissing {
         path: String,
@@ -123,6 +121,18 @@ pub enum CredentialsError {
         server: String,
         reason: String,
     },
+}
+
+impl CredentialsError {
+    /// What the user can do about it, beyond the message.
+    pub fn advice(&self) -> Option<super::Advice> {
+        match self {
+            CredentialsError::Malformed { .. } | CredentialsError::HelperMissing { .. } => {
+                Some(super::Advice::IgnoreCredentialFiles)
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -583,7 +593,7 @@ mod tests {
         let err = lookup("r", &s).unwrap_err();
         assert!(matches!(err, CredentialsError::Malformed { .. }), "{err}");
         assert!(!err.to_string().contains("secret-canary"), "{err}");
-        assert!(err.to_string().contains("--no-creds"), "{err}");
+        assert_eq!(err.advice(), Some(crate::registry::Advice::IgnoreCredentialFiles));
         write(&path, r#"{"auths":{"r":{"auth":"!!!secret-canary"}}}"#);
         let err = lookup("r", &s).unwrap_err().to_string();
         assert!(

@@ -70,6 +70,21 @@ impl fmt::Display for Missing {
     }
 }
 
+/// What the user can do about an error, for the command line to say in its own terms (the
+/// library names no flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Advice {
+    /// Provide credentials: log in, or give a username and password.
+    LogIn,
+    /// Allow sending credentials over plain HTTP (only on a trusted network).
+    AllowInsecureAuth,
+    /// Trust the registry's CA or self-signed certificate, or skip verification.
+    TrustCertificate,
+    /// Ignore the credential config files.
+    IgnoreCredentialFiles,
+}
+
 /// Errors from the registry client.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -90,6 +105,7 @@ pub enum RegistryError {
         request: RequestInfo,
         errors: Vec<ApiError>,
         hint: String,
+        advice: Option<Advice>,
     },
     #[error("{request}: 403 Forbidden{}: the credentials lack permission for this operation", errors_suffix(.errors))]
     Denied {
@@ -169,6 +185,17 @@ impl RegistryError {
                 ..
             }
         )
+    }
+
+    /// What the user can do about it, when there is something beyond the message.
+    pub fn advice(&self) -> Option<Advice> {
+        match self {
+            RegistryError::Unauthorized { advice, .. } => *advice,
+            RegistryError::Connect {
+                certificate: true, ..
+            } => Some(Advice::TrustCertificate),
+            _ => None,
+        }
     }
 
     /// The registry's error codes, if it sent any.

@@ -27,7 +27,7 @@ use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 
 pub use auth::{Credentials, Scope, Secret};
-pub use error::{ApiError, Missing, RegistryError, RequestInfo};
+pub use error::{Advice, ApiError, Missing, RegistryError, RequestInfo};
 use http::Repeat;
 pub use http::RetryPolicy;
 use transport::{Request, Response, Transport};

@@ -18,7 +18,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 
 use super::auth::{Credentials, Scope, Secret, base64_decode, scope_list};
-use super::error::parse_error_body;
+use super::error::{Advice, parse_error_body};
 use super::http::{self, AttemptError, Repeat, RetryPolicy, describe_reqwest_error};
 
 /// Lifetime assumed when the token server does not say (token.md: "defaults to 60 seconds").
@@ -114,7 +114,7 @@ pub enum TokenError {
     BadRealm { realm: String, reason: String },
     #[error(
         "refusing to send credentials to the token server {realm} over plain HTTP (the registry is {registry}); \
-         use HTTPS, or pass --allow-insecure-auth if this network is trusted"
+         use HTTPS, or allow insecure authentication if this network is trusted"
     )]
     InsecureRealm { realm: String, registry: String },
     #[error("the token server {realm} rejected {who} ({status}{detail}){advice}")]
@@ -145,6 +145,20 @@ pub enum TokenError {
     #[error("the token server {realm} sent an unusable response: {reason}")]
     Malformed { realm: String, reason: String },
 }
+
+impl TokenError {
+    /// What the user can do about it, beyond the message.
+    pub fn advice(&self) -> Option<Advice> {
+        match self {
+            TokenError::InsecureRealm { .. } => Some(Advice::AllowInsecureAuth),
+            TokenError::Rejected { who, .. } if who == ANONYMOUS => Some(Advice::LogIn),
+            _ => None,
+        }
+    }
+}
+
+/// How an anonymous requester is named in messages.
+pub(super) const ANONYMOUS: &str = "anonymous access";
 
 fn retried(attempts: u32) -> String {
     if attempts > 1 {
@@ -238,7 +252,7 @@ impl TokenClient {
         };
         let who = match credentials {
             Some(c) => c.describe(),
-            None => "anonymous access".to_owned(),
+            None => ANONYMOUS.to_owned(),
         };
         let realm_text = realm.realm.to_string();
         if !status.is_success() {
@@ -251,8 +265,7 @@ impl TokenClient {
                     detail,
                     advice: match credentials {
                         None => {
-                            "; this registry needs credentials: log in with `docker login` or `podman login`, \
-                             or pass --username with --password-stdin"
+                            "; this registry needs credentials: log in with `docker login` or `podman login`"
                         }
                         Some(c) if c.is_identity_token() => {
                             "; the identity token has probably expired or been revoked: log in again"

@@ -23,7 +23,7 @@ use super::auth::{
     Challenge, Credentials, Scope, may_send_basic, may_send_credentials, merge_scopes, parse_challenges,
     scope_list,
 };
-use super::error::{Missing, RegistryError, RequestInfo, parse_error_body};
+use super::error::{Advice, Missing, RegistryError, RequestInfo, parse_error_body};
 use super::http::{self, AttemptError, Exchange, Repeat, RetryPolicy, describe_reqwest_error};
 use super::token::{BearerRealm, Token, TokenClient, TokenError};
 
@@ -51,8 +51,8 @@ enum Auth {
 enum Reaction {
     /// Send the request again (with what the 401 taught).
     Retry,
-    /// Give up with this explanation.
-    Fail(String),
+    /// Give up with this explanation, and what the user can do.
+    Fail(String, Option<Advice>),
     /// Give up with the generic explanation of a 401.
     Report,
 }
@@ -209,6 +209,7 @@ impl Transport {
                         request: info.clone(),
                         errors: Vec::new(),
                         hint: err.to_string(),
+                        advice: err.advice(),
                     })?;
             let started = Instant::now();
             let outcome =
@@ -261,11 +262,12 @@ impl Transport {
                         progress.retries += 1;
                         continue;
                     }
-                    Reaction::Fail(hint) => {
+                    Reaction::Fail(hint, advice) => {
                         return Err(RegistryError::Unauthorized {
                             request: info,
                             errors: parse_error_body(&body),
                             hint,
+                            advice,
                         });
                     }
                     Reaction::Report => {}
@@ -396,7 +398,7 @@ impl Transport {
                         challenge.param("service"),
                     ) {
                         Ok(realm) => realm,
-                        Err(err) => return Reaction::Fail(err.to_string()),
+                        Err(err) => return Reaction::Fail(err.to_string(), err.advice()),
                     };
                     tracing::debug!(host = %self.host, realm = %realm, "registry asks for a bearer token");
                     self.set_mode(AuthMode::Bearer(Arc::new(realm)));
@@ -409,7 +411,7 @@ impl Transport {
                 }
                 if basic_usable {
                     if !self.may_send_basic() {
-                        return Reaction::Fail(self.insecure_basic_hint());
+                        return Reaction::Fail(self.insecure_basic_hint(), Some(Advice::AllowInsecureAuth));
                     }
                     tracing::debug!(host = %self.host, "registry asks for basic authentication");
                     self.set_mode(AuthMode::Basic);
@@ -458,7 +460,8 @@ impl Transport {
                         progress.scopes = widened;
                         return Reaction::Retry;
                     }
-                    return Reaction::Fail(self.missing_permission_hint(realm, scopes, token));
+                    let advice = self.credentials.is_none().then_some(Advice::LogIn);
+                    return Reaction::Fail(self.missing_permission_hint(realm, scopes, token), advice);
                 }
                 let offered =
                     BearerRealm::from_challenge(challenge.param("realm"), challenge.param("service"));
@@ -478,16 +481,19 @@ impl Transport {
                     return Reaction::Retry;
                 }
                 let error = challenge.param("error").unwrap_or("none");
-                Reaction::Fail(format!(
-                    "the registry refuses the tokens issued by {realm} (error: {error}) even when new{}; \
+                Reaction::Fail(
+                    format!(
+                        "the registry refuses the tokens issued by {realm} (error: {error}) even when new{}; \
                      the registry's token settings (issuer, service, trusted certificates) probably do not \
                      match the token server",
-                    if have_creds {
-                        ""
-                    } else {
-                        " (they were requested anonymously)"
-                    }
-                ))
+                        if have_creds {
+                            ""
+                        } else {
+                            " (they were requested anonymously)"
+                        }
+                    ),
+                    None,
+                )
             }
         }
     }
@@ -500,7 +506,7 @@ impl Transport {
             None => "anonymous access".to_owned(),
         };
         let advice = if self.credentials.is_none() {
-            "; log in with `docker login` or `podman login`, or pass --username with --password-stdin"
+            "; log in with `docker login` or `podman login`"
         } else {
             "; ask the registry's administrator for this permission"
         };
@@ -544,7 +550,7 @@ impl Transport {
 
     fn insecure_basic_hint(&self) -> String {
         format!(
-            "refusing to send credentials over plain HTTP to {}; use HTTPS, or pass --allow-insecure-auth \
+            "refusing to send credentials over plain HTTP to {}; use HTTPS, or allow insecure authentication \
              if this network is trusted",
             self.host
         )
@@ -566,11 +572,15 @@ impl Transport {
         } = answer;
         let errors = parse_error_body(body);
         match status {
-            StatusCode::UNAUTHORIZED => RegistryError::Unauthorized {
-                request,
-                errors,
-                hint: self.unauthorized_hint(challenges, &req.scope, auth),
-            },
+            StatusCode::UNAUTHORIZED => {
+                let (hint, advice) = self.unauthorized_hint(challenges, &req.scope, auth);
+                RegistryError::Unauthorized {
+                    request,
+                    errors,
+                    hint,
+                    advice,
+                }
+            }
             StatusCode::FORBIDDEN => RegistryError::Denied { request, errors },
             StatusCode::NOT_FOUND => RegistryError::NotFound {
                 request,
@@ -594,32 +604,46 @@ impl Transport {
         }
     }
 
-    fn unauthorized_hint(&self, challenges: &[Challenge], scope: &Scope, auth: &Auth) -> String {
+    /// Explains a final 401, and what the user can do about it.
+    fn unauthorized_hint(
+        &self,
+        challenges: &[Challenge],
+        scope: &Scope,
+        auth: &Auth,
+    ) -> (String, Option<Advice>) {
         let basic = challenges.iter().any(|c| c.scheme == "basic");
         match (auth, &self.credentials) {
-            (Auth::Bearer { realm, .. }, _) => format!(
-                "the registry refused the bearer token from {realm} for `{scope}` and offered nothing else"
+            (Auth::Bearer { realm, .. }, _) => (
+                format!("the registry refused the bearer token from {realm} for `{scope}` and offered nothing else"),
+                None,
             ),
-            (Auth::Basic, Some(creds)) => format!(
-                "the registry rejected the credentials of {}; check the username and password",
-                creds.describe()
+            (Auth::Basic, Some(creds)) => (
+                format!(
+                    "the registry rejected the credentials of {}; check the username and password",
+                    creds.describe()
+                ),
+                None,
             ),
-            (_, None) if basic || challenges.iter().any(|c| c.scheme == "bearer") => {
-                "the registry requires authentication: log in with `docker login` or `podman login`, pass \
-                 --username NAME with --password-stdin, or set REGSWEEP_USERNAME and REGSWEEP_PASSWORD"
-                    .to_owned()
-            }
-            (_, Some(creds)) if basic && creds.is_identity_token() => {
+            (_, None) if basic || challenges.iter().any(|c| c.scheme == "bearer") => (
+                "the registry requires authentication: log in with `docker login` or `podman login`".to_owned(),
+                Some(Advice::LogIn),
+            ),
+            (_, Some(creds)) if basic && creds.is_identity_token() => (
                 "the registry asks for basic authentication, but the credentials found are an identity token, \
-                 which only works with token authentication; pass --username with --password-stdin"
-                    .to_owned()
-            }
-            (_, None) => "the registry requires authentication and names no scheme regsweep knows \
-                          (no Basic or Bearer challenge)"
-                .to_owned(),
-            (_, Some(_)) => {
-                "the registry refused the request and offered neither basic nor bearer authentication".to_owned()
-            }
+                 which only works with token authentication; log in with a username and password"
+                    .to_owned(),
+                Some(Advice::LogIn),
+            ),
+            (_, None) => (
+                "the registry requires authentication and names no scheme regsweep knows \
+                 (no Basic or Bearer challenge)"
+                    .to_owned(),
+                None,
+            ),
+            (_, Some(_)) => (
+                "the registry refused the request and offered neither basic nor bearer authentication".to_owned(),
+                None,
+            ),
         }
     }
 }

@@ -21,9 +21,11 @@
 //! [`image`] (pure content construction), [`push`] (HTTP client), [`fixtures`] (bulk and demo
 //! content), [`skopeo`] (second-client checks), [`token`] (a token server for `auth: token`
 //! registries), [`loopback`] (a recording HTTP server: the token server's base, and canaries
-//! that prove credentials go nowhere else).
+//! that prove credentials go nowhere else), [`faults`] (a seeded fault-injecting proxy in front
+//! of a registry).
 
 pub mod config;
+pub mod faults;
 pub mod fixtures;
 pub mod image;
 pub mod loopback;
@@ -33,13 +35,14 @@ pub mod skopeo;
 pub mod token;
 
 pub use config::{RegistryOptions, TokenAuth};
+pub use faults::{FaultCounts, FaultKind, FaultOptions, FaultProxy};
 pub use fixtures::{FillReport, FillSpec, SampleReport, TagRecord, fill, sample};
 pub use image::{
     Blob, BlobRef, BuiltImage, Descriptor, Format, ImageSpec, ManifestDoc, Platform, days_ago, media,
     rfc3339_utc, sha256_digest,
 };
 pub use loopback::{CannedResponse, LoopbackServer, RecordedRequest};
-pub use process::TestRegistry;
+pub use process::{TestRegistry, copy_tree};
 pub use push::{PushedImage, PushedIndex, Pusher};
 pub use skopeo::skopeo_available;
 pub use token::{Grant, IssuedToken, TokenField, TokenServer, TokenServerOptions, TokenUser};
