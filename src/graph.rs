@@ -151,6 +151,19 @@ pub async fn scan(
     options: ScanOptions,
     progress: &dyn Progress,
 ) -> RepoGraph {
+    scan_assuming(client, repository, options, &HashMap::new(), progress).await
+}
+
+/// Like [`scan`], but tags listed in `assumed` are taken to point at the given digest without
+/// being read (and their manifests are not read either): `apply` re-reads only what must
+/// survive, not what it is about to delete. An assumed tag that no longer exists is left out.
+pub async fn scan_assuming(
+    client: &Client,
+    repository: &str,
+    options: ScanOptions,
+    assumed: &HashMap<String, Digest>,
+    progress: &dyn Progress,
+) -> RepoGraph {
     let mut graph = RepoGraph {
         repository: repository.to_owned(),
         ..RepoGraph::default()
@@ -163,6 +176,12 @@ pub async fn scan(
             return graph;
         }
     };
+    let (tags, assumed_tags): (Vec<String>, Vec<String>) =
+        tags.into_iter().partition(|t| !assumed.contains_key(t));
+    for tag in assumed_tags {
+        let digest = assumed[&tag].clone();
+        graph.tags.insert(tag, digest);
+    }
     progress.add_total(tags.len() as u64);
 
     // Tags: one GET each, which gives the verified digest and the body in one request.

@@ -11,16 +11,16 @@
 pub mod backup;
 pub mod review;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::graph::{RepoGraph, ScanOptions, add_manifests_if_present, scan};
+use crate::graph::{RepoGraph, ScanOptions, add_manifests_if_present, scan_assuming};
 use crate::look::{NoProgress, Progress};
-use crate::plan::{Action, Plan, RepoPlan};
+use crate::plan::{Action, Plan, RepoPlan, TagAction};
 use crate::reference::Repository;
 pub use crate::registry::delete::UntagMethod;
 use crate::registry::delete::{DeleteByTag, MethodProbe, Remover, UntagError, ensure_deletes_allowed};
@@ -171,23 +171,39 @@ pub async fn apply(
     Ok(total)
 }
 
-/// Reads the repository again, including the untagged manifests the plan deletes; returns the
-/// graph and the planned manifests that no longer exist.
+/// Reads the repository again: every tag that is to survive (kept, untagged only, new or
+/// moved) with what it needs, and the untagged manifests the plan deletes (children and
+/// referrers, whose `subject` must be checked); returns the graph and the planned manifests that
+/// no longer exist. Tags the plan deletes with their manifest are taken to still point at the
+/// planned digest without reading them (what they point at is about to be deleted; if one moved
+/// meanwhile, deleting the planned digest leaves it alone and [`report_survivors`] says so).
 async fn read_live(client: &Client, repo: &RepoPlan, concurrency: usize) -> (RepoGraph, Vec<Digest>) {
     let options = ScanOptions {
         with_configs: false,
         concurrency,
     };
-    let mut live = scan(client, &repo.repository, options, &NoProgress).await;
-    let planned: Vec<Digest> = repo
+    let planned: HashSet<&Digest> = repo
         .actions
         .iter()
         .filter_map(|a| match a {
-            Action::DeleteManifest { digest, .. } => Some(digest.clone()),
+            Action::DeleteManifest { digest, .. } => Some(digest),
             _ => None,
         })
         .collect();
-    let gone = add_manifests_if_present(client, &mut live, planned, concurrency).await;
+    let doomed: HashMap<String, Digest> = repo
+        .tags
+        .iter()
+        .filter(|t| t.action == TagAction::Delete && planned.contains(&t.digest))
+        .map(|t| (t.tag.clone(), t.digest.clone()))
+        .collect();
+    let mut live = scan_assuming(client, &repo.repository, options, &doomed, &NoProgress).await;
+    let tagged: HashSet<&Digest> = live.tags.values().collect();
+    let unread: Vec<Digest> = planned
+        .into_iter()
+        .filter(|d| !tagged.contains(d))
+        .cloned()
+        .collect();
+    let gone = add_manifests_if_present(client, &mut live, unread, concurrency).await;
     (live, gone)
 }
 
@@ -201,7 +217,7 @@ async fn apply_repository(
     let mut report = ApplyReport::default();
     let name = repo.repository.as_str();
     let concurrency = options.concurrency.max(1);
-    let (live, gone) = read_live(client, repo, concurrency).await;
+    let (mut live, gone) = read_live(client, repo, concurrency).await;
     if !live.errors.is_empty() {
         report.failed.push(ItemError {
             repository: name.to_owned(),
@@ -217,6 +233,23 @@ async fn apply_repository(
         return report;
     }
     let review = review::review(repo, &live, &gone, options.force);
+    let accepted: Vec<Digest> = review
+        .phases
+        .values()
+        .flatten()
+        .map(|d| d.digest.clone())
+        .collect();
+    // When only part of the plan runs, the plan's bytes freed no longer hold: read what is to be
+    // deleted, so that what the deleted part frees can be computed.
+    let partial = !review.skipped.is_empty() || !review.refused.is_empty();
+    if partial {
+        let unread: Vec<Digest> = accepted
+            .iter()
+            .filter(|d| !live.nodes.contains_key(*d))
+            .cloned()
+            .collect();
+        add_manifests_if_present(client, &mut live, unread, concurrency).await;
+    }
     report.skipped = review.skipped;
     report.refused = review.refused;
     let step = Step {
@@ -297,7 +330,11 @@ async fn apply_repository(
             detail: format!("re-reading the tags after deleting failed: {err}"),
         });
     }
-    report.bytes_freed = review::freed_bytes(&live, &done).min(repo.bytes_freed);
+    report.bytes_freed = if !partial && done.len() == accepted.len() {
+        repo.bytes_freed
+    } else {
+        review::freed_bytes(&live, &done).min(repo.bytes_freed)
+    };
     report
 }
 

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::graph::RepoGraph;
-use crate::plan::{Action, RepoPlan, TagAction};
+use crate::plan::{Action, RepoPlan, Role, TagAction};
 
 /// Stable codes for per-item outcomes that are not "done" (docs/json.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -60,7 +60,6 @@ pub struct Deletion {
     pub digest: Digest,
     /// The tags that go with it, as they are now.
     pub tags: Vec<String>,
-    pub media_type: String,
 }
 
 /// What is still to be done in one repository.
@@ -125,7 +124,8 @@ pub fn review(plan: &RepoPlan, live: &RepoGraph, gone: &[Digest], force: bool) -
             }
             Action::DeleteManifest { digest, tags, .. } => {
                 let target = format!("@{digest}");
-                if gone.contains(digest) || (!live.nodes.contains_key(digest) && !accepted.contains(digest)) {
+                let present = live.nodes.contains_key(digest) || live.tags.values().any(|d| d == digest);
+                if gone.contains(digest) || (!present && !accepted.contains(digest)) {
                     if !out.skipped.iter().any(|s| s.target == target) {
                         out.skipped.push(issue(
                             target,
@@ -223,7 +223,21 @@ pub fn review(plan: &RepoPlan, live: &RepoGraph, gone: &[Digest], force: bool) -
         }
     }
 
-    let phases = crate::plan::phases(live, &accepted);
+    // Whatever refers to a manifest goes first: the live graph's edges, plus those the plan
+    // states (the manifests the plan deletes with their tags are not read again).
+    let stated: Vec<(Digest, Digest)> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::DeleteManifest { digest, role, .. } => match role {
+                Role::Child { parent } => Some((parent.clone(), digest.clone())),
+                Role::Referrer { subject } => Some((digest.clone(), subject.clone())),
+                Role::Tagged => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let phases = crate::plan::phases_with(live, &accepted, &stated);
     let mut sorted: Vec<&Digest> = accepted.iter().collect();
     sorted.sort();
     for digest in sorted {
@@ -233,11 +247,6 @@ pub fn review(plan: &RepoPlan, live: &RepoGraph, gone: &[Digest], force: bool) -
             .push(Deletion {
                 digest: digest.clone(),
                 tags: live.tags_of(digest),
-                media_type: live
-                    .nodes
-                    .get(digest)
-                    .map(|n| n.media_type.clone())
-                    .unwrap_or_default(),
             });
     }
     out

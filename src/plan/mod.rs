@@ -398,8 +398,22 @@ fn role(graph: &RepoGraph, digest: &Digest, deleted: &HashSet<Digest>) -> Role {
 /// Phase of each deleted manifest: 0 for those nothing deleted refers to, and one more than the
 /// deepest deleted manifest that refers to it (as index parent or as referrer).
 pub(crate) fn phases(graph: &RepoGraph, deleted: &HashSet<Digest>) -> HashMap<Digest, u32> {
+    phases_with(graph, deleted, &[])
+}
+
+/// [`phases`] with further "refers to" edges (`apply` adds those a plan states for manifests it
+/// did not read again).
+pub(crate) fn phases_with(
+    graph: &RepoGraph,
+    deleted: &HashSet<Digest>,
+    extra: &[(Digest, Digest)],
+) -> HashMap<Digest, u32> {
     // Edges "from refers to to".
-    let mut refers: Vec<(&Digest, &Digest)> = Vec::new();
+    let mut refers: Vec<(&Digest, &Digest)> = extra
+        .iter()
+        .filter(|(from, to)| deleted.contains(from) && deleted.contains(to))
+        .map(|(from, to)| (from, to))
+        .collect();
     for (digest, node) in &graph.nodes {
         if deleted.contains(digest) {
             refers.extend(
