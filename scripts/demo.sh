@@ -11,8 +11,20 @@ if ! command -v docker-registry >/dev/null; then
   exit 1
 fi
 
-cargo build --quiet --workspace
-bin=target/debug
+# Say what happens before the first build, which takes a few minutes on a fresh checkout; cargo's
+# own progress bar shows while it runs. A prebuilt binary can be used instead with
+# REGSWEEP_BIN_DIR=DIR (a folder holding `regsweep` and `regsweep-testkit`).
+if [ -n "${REGSWEEP_BIN_DIR:-}" ]; then
+  bin=$REGSWEEP_BIN_DIR
+else
+  echo "Building regsweep and its test harness (debug profile; the first build takes a few minutes)..." >&2
+  cargo build --workspace --bins
+  bin=target/debug
+fi
+for tool in regsweep regsweep-testkit; do
+  [ -x "$bin/$tool" ] || { echo "no $tool in $bin: build it with 'cargo build --workspace --bins'" >&2; exit 1; }
+done
+echo "Starting a throwaway registry on 127.0.0.1 and pushing sample images..." >&2
 work=$(mktemp -d)
 registry_pid=""
 cleanup() {
@@ -29,7 +41,8 @@ url=$(awk '/READY/ {print $2}' "$work/serve.out")
 host=${url#http://}
 "$bin/regsweep-testkit" sample "$url" >/dev/null
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold="" plain=""; fi
+step() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; "$@"; }
 step "$bin/regsweep" repos "$host"
 step "$bin/regsweep" tags --long "$host/team/web/frontend"
 step "$bin/regsweep" inspect "$host/team/api:latest"

@@ -15,6 +15,7 @@ use futures::stream::{self, StreamExt};
 use crate::digest::Digest;
 use crate::look::Progress;
 use crate::manifest::{Descriptor, ManifestKind, media_type};
+use crate::registry::delete::{PlaceholderInfo, placeholder_info};
 use crate::registry::{Client, MAX_CONFIG_BYTES, RegistryError};
 
 /// One manifest of the repository.
@@ -30,6 +31,8 @@ pub struct Node {
     pub children: Vec<Digest>,
     /// OCI `subject`: this manifest is a referrer of that one.
     pub subject: Option<Digest>,
+    /// OCI `artifactType`, for artifacts (signatures, SBOMs).
+    pub artifact_type: Option<String>,
     pub annotations: BTreeMap<String, String>,
     /// Image config `created` (for an index: the newest child's), when configs were read.
     pub created: Option<jiff::Timestamp>,
@@ -48,8 +51,22 @@ pub struct RepoGraph {
     /// Subject → manifests that refer to it (from `subject` fields, the referrers API, the
     /// fallback index and digest tags).
     pub referrers: HashMap<Digest, BTreeSet<Digest>>,
+    /// Tags that point at a placeholder regsweep pushed to untag them, left behind by an
+    /// interrupted run (also the probe's throw-away tags). They are not the user's content:
+    /// policies never see them, and `apply` removes them, which completes the untag.
+    pub leftovers: BTreeMap<String, Leftover>,
+    /// Whether the registry answered the OCI referrers API; `Some(false)` means referrers pushed
+    /// without a tag cannot be seen. `None` when it was not asked (no manifests).
+    pub referrers_api: Option<bool>,
     /// Reads that failed. A graph with errors must not be used to delete anything.
     pub errors: Vec<String>,
+}
+
+/// A tag left pointing at regsweep's placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub placeholder: Digest,
+    pub info: PlaceholderInfo,
 }
 
 /// The subject digest named by a referrer tag (`sha256-<hex>` or `sha512-<hex>`, optionally
@@ -61,9 +78,15 @@ pub fn referrer_tag_subject(tag: &str) -> Option<Digest> {
 impl RepoGraph {
     /// Tags that are not referrer tags: the ones a retention policy decides about.
     pub fn policy_tags(&self) -> impl Iterator<Item = (&String, &Digest)> {
-        self.tags
-            .iter()
-            .filter(|(t, _)| referrer_tag_subject(t).is_none())
+        self.tags.iter().filter(|(t, d)| self.tag_subject(t, d).is_none())
+    }
+
+    /// The subject a tag belongs to, if it is a referrer's tag: named after its subject
+    /// (`sha256-<hex>.sig`, the fallback index), or pointing at a manifest with a `subject`
+    /// (what oras and others push under ordinary tags). Such tags live and die with their
+    /// subject instead of being decided by a policy.
+    pub fn tag_subject(&self, tag: &str, digest: &Digest) -> Option<Digest> {
+        referrer_tag_subject(tag).or_else(|| self.nodes.get(digest)?.subject.clone())
     }
 
     /// Everything `roots` need: index children recursively and referrers (recursively, with
@@ -164,22 +187,59 @@ pub async fn scan(
             Err(err) => graph.errors.push(format!("tag `{tag}`: {err}")),
         }
     }
-    let referrer_tags: Vec<(Digest, Digest)> = graph
-        .tags
-        .iter()
-        .filter_map(|(t, d)| referrer_tag_subject(t).map(|s| (s, d.clone())))
-        .collect();
-    for (subject, referrer) in referrer_tags {
-        graph.add_referrer(subject, referrer);
-    }
-
+    set_aside_leftovers(&mut graph);
     // Children and referrers found so far, until nothing new turns up.
     fetch_missing(client, &mut graph, pending, concurrency).await;
+    add_tag_referrers(&mut graph);
     add_api_referrers(client, &mut graph, concurrency).await;
     if options.with_configs {
         read_configs(client, &mut graph, concurrency).await;
     }
     graph
+}
+
+/// Moves tags that point at regsweep's placeholders out of `tags` into `leftovers`.
+fn set_aside_leftovers(graph: &mut RepoGraph) {
+    let found: Vec<(String, Leftover)> = graph
+        .tags
+        .iter()
+        .filter_map(|(tag, digest)| {
+            let info = placeholder_info(&graph.nodes.get(digest)?.annotations)?;
+            Some((
+                tag.clone(),
+                Leftover {
+                    placeholder: digest.clone(),
+                    info,
+                },
+            ))
+        })
+        .collect();
+    for (tag, leftover) in found {
+        graph.tags.remove(&tag);
+        graph.leftovers.insert(tag, leftover);
+    }
+}
+
+/// Referrers named by tags: a `sha256-<hex>[.suffix]` tag is a referrer of that digest, and the
+/// manifests listed in a referrers fallback index (the bare `sha256-<hex>` tag) are referrers of
+/// its subject too, not merely children of the index.
+pub(crate) fn add_tag_referrers(graph: &mut RepoGraph) {
+    let mut edges: Vec<(Digest, Digest)> = Vec::new();
+    for (tag, digest) in &graph.tags {
+        let Some((subject, suffix)) = Digest::from_referrer_tag(tag) else {
+            continue;
+        };
+        edges.push((subject.clone(), digest.clone()));
+        if let Some(node) = graph.nodes.get(digest)
+            && suffix.is_empty()
+            && node.kind == ManifestKind::Index
+        {
+            edges.extend(node.children.iter().map(|c| (subject.clone(), c.clone())));
+        }
+    }
+    for (subject, referrer) in edges {
+        graph.add_referrer(subject, referrer);
+    }
 }
 
 /// Inserts a fetched manifest; returns the digests it references that still need fetching.
@@ -195,6 +255,7 @@ fn insert_node(graph: &mut RepoGraph, fetched: crate::registry::FetchedManifest)
         blobs: m.blobs().map(|b| (b.digest.clone(), b.size)).collect(),
         children: m.manifests.iter().map(|c| c.digest.clone()).collect(),
         subject: m.subject.as_ref().map(|s| s.digest.clone()),
+        artifact_type: m.artifact_type.clone(),
         annotations: m.annotations.clone(),
         created: None,
         labels: BTreeMap::new(),
@@ -215,6 +276,43 @@ fn insert_node(graph: &mut RepoGraph, fetched: crate::registry::FetchedManifest)
 /// Adds manifests named by digest (e.g. untagged ones given to `rm`) and what they reference.
 pub async fn add_manifests(client: &Client, graph: &mut RepoGraph, digests: Vec<Digest>, concurrency: usize) {
     fetch_missing(client, graph, digests, concurrency.max(1)).await;
+}
+
+/// Like [`add_manifests`], for manifests that may have been deleted meanwhile: those the
+/// registry no longer has are returned instead of being recorded as read errors.
+pub async fn add_manifests_if_present(
+    client: &Client,
+    graph: &mut RepoGraph,
+    digests: Vec<Digest>,
+    concurrency: usize,
+) -> Vec<Digest> {
+    let repository = graph.repository.clone();
+    let repository = repository.as_str();
+    let wanted: Vec<Digest> = digests
+        .into_iter()
+        .filter(|d| !graph.nodes.contains_key(d))
+        .collect();
+    let results: Vec<(Digest, Result<crate::registry::FetchedManifest, RegistryError>)> =
+        stream::iter(wanted)
+            .map(|digest| async move {
+                let result = client.manifest(repository, digest.as_str()).await;
+                (digest, result)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+    let mut gone = Vec::new();
+    let mut pending = Vec::new();
+    for (digest, result) in results {
+        match result {
+            Ok(m) => pending.extend(insert_node(graph, m)),
+            Err(err) if err.is_not_found() => gone.push(digest),
+            Err(err) => graph.errors.push(format!("manifest {digest}: {err}")),
+        }
+    }
+    fetch_missing(client, graph, pending, concurrency.max(1)).await;
+    gone.sort();
+    gone
 }
 
 async fn fetch_missing(client: &Client, graph: &mut RepoGraph, mut pending: Vec<Digest>, concurrency: usize) {
@@ -265,8 +363,12 @@ async fn add_api_referrers(client: &Client, graph: &mut RepoGraph, concurrency: 
             let first = todo[0].clone();
             asked.insert(first.clone());
             match client.referrers(repository, &first).await {
-                Ok(None) => return,
+                Ok(None) => {
+                    graph.referrers_api = Some(false);
+                    return;
+                }
                 Ok(Some(found)) => {
+                    graph.referrers_api = Some(true);
                     let new = found.into_iter().map(|d| d.digest).collect();
                     record_api_referrers(client, graph, first, new, concurrency).await;
                 }
@@ -417,9 +519,20 @@ pub(crate) mod tests {
             blobs: blobs.iter().map(|(n, s)| (d(*n), *s)).collect(),
             children: Vec::new(),
             subject: None,
+            artifact_type: None,
             annotations: BTreeMap::new(),
             created: None,
             labels: BTreeMap::new(),
+        }
+    }
+
+    /// A repository `app` with tags and nodes named by number.
+    pub fn repo(tags: &[(&str, u8)], nodes: Vec<(u8, Node)>) -> RepoGraph {
+        RepoGraph {
+            repository: "app".into(),
+            tags: tags.iter().map(|(t, n)| ((*t).to_owned(), d(*n))).collect(),
+            nodes: nodes.into_iter().map(|(n, node)| (d(n), node)).collect(),
+            ..RepoGraph::default()
         }
     }
 

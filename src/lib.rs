@@ -17,6 +17,8 @@
 
 pub mod apply;
 pub mod digest;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gc;
 pub mod graph;
 pub mod look;

@@ -11,6 +11,7 @@ use crate::graph::{RepoGraph, ScanOptions, scan};
 use crate::look::Progress;
 use crate::plan::{Decisions, Plan, Verdict, plan};
 use crate::policy::{Action, Policy, TagFacts};
+use crate::reference::Repository;
 use crate::registry::Client;
 
 /// Scans `repositories` and plans them with `policy`. Repositories no rule matches are scanned
@@ -25,6 +26,17 @@ pub async fn plan_with_policy(
 ) -> Plan {
     let graphs: Vec<RepoGraph> = stream::iter(repositories)
         .map(|repo| async move {
+            // Names from the catalog go into URL paths: one that is not a repository name
+            // (`a/../b`, `x?y`) is reported, never requested.
+            if let Err(err) = Repository::parse(repo) {
+                return RepoGraph {
+                    repository: repo.clone(),
+                    errors: vec![format!(
+                        "not read: the catalog lists an invalid repository name: {err}"
+                    )],
+                    ..RepoGraph::default()
+                };
+            }
             let options = ScanOptions {
                 with_configs: policy.applies_to(repo) && !policy.time_sources(repo).is_empty(),
                 concurrency,
@@ -34,32 +46,31 @@ pub async fn plan_with_policy(
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
-    let mut decisions = BTreeMap::new();
-    for graph in &graphs {
-        if !policy.applies_to(&graph.repository) || !graph.errors.is_empty() {
-            continue;
-        }
-        let facts = facts(graph);
-        let decision = policy.decide(&graph.repository, &facts, now);
-        decisions.insert(
-            graph.repository.clone(),
-            Decisions {
-                rule: decision.rule,
-                verdicts: decision
-                    .tags
-                    .into_iter()
-                    .map(|t| Verdict {
-                        tag: t.tag,
-                        keep: t.action == Action::Keep,
-                        reason: t.reason,
-                    })
-                    .collect(),
-                refused: decision.refused,
-                ..Decisions::default()
-            },
-        );
-    }
+    let decisions = graphs
+        .iter()
+        .filter(|g| policy.applies_to(&g.repository) && g.errors.is_empty())
+        .map(|g| (g.repository.clone(), decide(policy, g, now)))
+        .collect();
     plan(client.registry().host(), &graphs, &decisions, &now.to_string())
+}
+
+/// The policy's decisions about one repository's tags. Pure.
+pub fn decide(policy: &Policy, graph: &RepoGraph, now: jiff::Timestamp) -> Decisions {
+    let decision = policy.decide(&graph.repository, &facts(graph), now);
+    Decisions {
+        rule: decision.rule,
+        verdicts: decision
+            .tags
+            .into_iter()
+            .map(|t| Verdict {
+                tag: t.tag,
+                keep: t.action == Action::Keep,
+                reason: t.reason,
+            })
+            .collect(),
+        refused: decision.refused,
+        ..Decisions::default()
+    }
 }
 
 /// What the policy may look at for each (non-referrer) tag.
@@ -130,7 +141,8 @@ pub async fn plan_removal(
         });
     }
     for tag in &removal.tags {
-        if !graph.tags.contains_key(tag) {
+        // A tag left on regsweep's placeholder is removed by every plan of its repository.
+        if !graph.tags.contains_key(tag) && !graph.leftovers.contains_key(tag) {
             return Err(RemovalError::NoSuchTag {
                 repository: repository.to_owned(),
                 tag: tag.clone(),

@@ -10,7 +10,7 @@ use common::{regsweep, regsweep_with};
 use regsweep::digest::Digest;
 use regsweep::reference::RegistryAddr;
 use regsweep::registry::{Client, ClientOptions, Credentials, RegistryError, RetryPolicy, Secret};
-use regsweep_testkit::{ImageSpec, RegistryOptions, TestRegistry};
+use regsweep_testkit::{CannedResponse, ImageSpec, LoopbackServer, RegistryOptions, TestRegistry};
 
 const CANARY: &str = "canary-Pa55word-7f3a9";
 
@@ -309,4 +309,160 @@ fn credentials_debug_is_redacted() {
         ..ClientOptions::default()
     };
     assert!(!format!("{options:?}").contains(CANARY));
+}
+
+/// Docker's recipe for a self-signed registry certificate makes one that is its own CA
+/// (`basicConstraints CA:TRUE`); given with --ca-file it is trusted, as curl and skopeo trust it.
+#[tokio::test]
+async fn self_signed_certificate_that_is_its_own_ca() {
+    let reg = TestRegistry::start(RegistryOptions::default().with_self_signed_tls())
+        .await
+        .unwrap();
+    let other = TestRegistry::start(RegistryOptions::default().with_self_signed_tls())
+        .await
+        .unwrap();
+    reg.client()
+        .push_image("app", Some("v1"), &ImageSpec::seeded(1))
+        .await
+        .unwrap();
+    let cert = reg.ca_cert_path().unwrap().to_str().unwrap().to_owned();
+    let other_cert = other.ca_cert_path().unwrap().to_str().unwrap().to_owned();
+    let target = format!("{}/app", reg.host());
+
+    let run = regsweep(&["tags", "--ca-file", &cert, &target]);
+    run.assert_ok();
+    assert_eq!(run.stdout.trim(), "v1");
+
+    // Another self-signed certificate is no licence for this one.
+    let run = regsweep(&["tags", "--ca-file", &other_cert, &target]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("certificate"), "{}", run.stderr);
+
+    // Without --ca-file, on loopback: the TLS cause is reported, not the plain-HTTP fallback's
+    // "Client sent an HTTP request to an HTTPS server"; the hint comes once.
+    let run = regsweep(&["tags", &target]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("certificate"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("HTTP request to an HTTPS server"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("http://"), "{}", run.stderr);
+    assert_eq!(run.stderr.matches("--ca-file").count(), 1, "{}", run.stderr);
+}
+
+/// Each cause appears once in an error line, and stderr has no colour codes when it is not a
+/// terminal.
+#[tokio::test]
+async fn errors_say_each_cause_once() {
+    let registry = LoopbackServer::start(|r| match r.path() {
+        "/v2/" => CannedResponse::json(200, &serde_json::json!({})),
+        _ => CannedResponse::new(200)
+            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            .body(b"{not json".to_vec()),
+    })
+    .unwrap();
+    let run = regsweep(&["inspect", &format!("{}/app:v1", registry.host())]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_eq!(run.stderr.matches("not valid JSON").count(), 1, "{}", run.stderr);
+
+    // A malformed challenge is warned about once per response, without ANSI codes.
+    let registry = LoopbackServer::start(|_| {
+        CannedResponse::new(401).header("WWW-Authenticate", "Bearer realm=\"unterminated")
+    })
+    .unwrap();
+    let run = regsweep(&["tags", &format!("{}/app", registry.host())]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        !run.stderr.contains('\u{1b}'),
+        "colour codes on a pipe: {:?}",
+        run.stderr
+    );
+    let warnings = run.stderr.lines().filter(|l| l.contains("WARN")).count();
+    let responses = registry.requests().len();
+    assert!(
+        warnings >= 1 && warnings <= responses,
+        "{warnings} warnings for {responses} responses: {}",
+        run.stderr
+    );
+
+    // The 405 hint of a registry with deletes disabled, once.
+    let reg = TestRegistry::start(RegistryOptions::default().delete_disabled())
+        .await
+        .unwrap();
+    let image = reg
+        .client()
+        .push_image("app", Some("v1"), &ImageSpec::seeded(1))
+        .await
+        .unwrap();
+    let run = regsweep(&["rm", &format!("{}/app@{}", reg.host(), image.digest)]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert_eq!(all.matches("storage.delete.enabled").count(), 1, "{run:#?}");
+}
+
+#[tokio::test]
+async fn empty_username_variable_means_none() {
+    let reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    reg.client()
+        .push_image("app", Some("v1"), &ImageSpec::seeded(1))
+        .await
+        .unwrap();
+    let run = regsweep_with(&["repos", &reg.host()], &[("REGSWEEP_USERNAME", "")], None);
+    run.assert_ok();
+    assert_eq!(run.stdout.trim(), "app");
+}
+
+/// Garbage and foreign `Link` headers are errors that say what was wrong; catalog names the
+/// distribution grammar rejects are skipped with a warning, never put into a URL.
+#[tokio::test]
+async fn links_and_catalog_names_are_checked() {
+    for (link, expected) in [
+        ("<<<>>>", "malformed Link header"),
+        (r#"<<<>>>; rel="next""#, "malformed Link header"),
+        (
+            r#"<http://127.0.0.1:1/v2/_catalog?last=a>; rel="next""#,
+            "127.0.0.1:1",
+        ),
+        (r#"</admin?last=a>; rel="next""#, "outside the registry API"),
+    ] {
+        let registry = LoopbackServer::start(move |r| match r.path() {
+            "/v2/" => CannedResponse::json(200, &serde_json::json!({})),
+            _ => CannedResponse::json(200, &serde_json::json!({"repositories": ["a"]})).header("Link", link),
+        })
+        .unwrap();
+        let run = regsweep(&["repos", &registry.host()]);
+        assert_eq!(run.code, 1, "{link}: {run:#?}");
+        assert!(run.stderr.contains(expected), "{link}: {}", run.stderr);
+        assert_eq!(registry.requests().len(), 2, "{link}: the link was not followed");
+    }
+
+    let names = ["app", "../../v2/other", "a?b", "c#d", "e%2Fx", "Upper", "ok/x"];
+    let registry = LoopbackServer::start(move |r| match r.path() {
+        "/v2/" => CannedResponse::json(200, &serde_json::json!({})),
+        "/v2/_catalog" => CannedResponse::json(200, &serde_json::json!({ "repositories": names })),
+        _ => CannedResponse::json(200, &serde_json::json!({"name": "x", "tags": []})),
+    })
+    .unwrap();
+    let run = regsweep(&["repos", &registry.host()]);
+    run.assert_ok();
+    assert_eq!(
+        run.stdout.lines().collect::<Vec<_>>(),
+        ["app", "ok/x"],
+        "{run:#?}"
+    );
+    for bad in &names[1..6] {
+        assert!(run.stderr.contains(&format!("{bad:?}")), "{bad}: {}", run.stderr);
+    }
+    let run = regsweep(&["du", &registry.host()]);
+    for request in registry.requests() {
+        assert!(
+            !["..", "?b", "#", "%", "Upper"]
+                .iter()
+                .any(|bad| request.target.contains(bad)),
+            "a bad catalog name reached a URL: {} ({run:#?})",
+            request.target
+        );
+    }
 }

@@ -408,3 +408,558 @@ async fn deletes_disabled_is_explained_and_nothing_changes() {
         "no probe tags left behind"
     );
 }
+
+/// Pushes a generated image under `tag`.
+async fn push(p: &Pusher, repo: &str, tag: &str, seed: u64) -> regsweep_testkit::PushedImage {
+    p.push_image(repo, Some(tag), &ImageSpec::seeded(seed))
+        .await
+        .unwrap()
+}
+
+/// Writes `plan` (a JSON value) to a file in the registry's directory and returns its path.
+fn write_plan(reg: &TestRegistry, name: &str, plan: &serde_json::Value) -> String {
+    let path = reg.dir().join(name);
+    std::fs::write(&path, serde_json::to_vec_pretty(plan).unwrap()).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn apply_enforces_the_safety_rules_whatever_the_plan_file_says() {
+    let reg = registry().await;
+    let p = reg.client();
+    let index = p
+        .push_index(
+            "app",
+            Some("multi"),
+            Format::Oci,
+            &[("linux", "amd64"), ("linux", "arm64")],
+            1,
+        )
+        .await
+        .unwrap();
+    let old = push(&p, "app", "old", 2).await;
+    let other = push(&p, "other", "v1", 3).await;
+    let plan_file = reg.dir().join("plan.json");
+    regsweep(&[
+        "plan",
+        "--delete-tags",
+        "old",
+        "-o",
+        plan_file.to_str().unwrap(),
+        &format!("{}/app", reg.host()),
+    ])
+    .assert_ok();
+    let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(&plan_file).unwrap()).unwrap();
+
+    // Hand-edited: also delete a child of `multi`, which stays tagged.
+    let mut edited = plan.clone();
+    let child = &index.children[0].digest;
+    edited["repositories"][0]["actions"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "type": "delete-manifest", "digest": child, "media_type": "", "tags": [],
+            "role": {"kind": "tagged"}, "phase": 0
+        }));
+    let file = write_plan(&reg, "edited.json", &edited);
+    let run = regsweep(&["--json", "apply", "--yes", &file]);
+    assert_eq!(run.code, 1, "a refused action is a failure: {run:#?}");
+    let report = run.json();
+    let refused = report["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{report}");
+    assert_eq!(refused[0]["target"], format!("@{child}"));
+    assert_eq!(refused[0]["code"], "needed-by-kept-content");
+    assert!(
+        p.manifest_exists("app", child).await.unwrap(),
+        "the kept index's child is still there"
+    );
+    p.verify_pullable("app", "multi").await.unwrap();
+    assert!(
+        !p.manifest_exists("app", &old.digest).await.unwrap(),
+        "the safe part of the plan ran"
+    );
+
+    // Repository names are checked before anything is sent: `app/../other` would act on `other`.
+    let mut escaping = plan.clone();
+    escaping["repositories"][0]["repository"] = "app/../other".into();
+    escaping["repositories"][0]["actions"] = serde_json::json!([{
+        "type": "delete-manifest", "digest": other.digest, "media_type": "", "tags": ["v1"],
+        "role": {"kind": "tagged"}, "phase": 0
+    }]);
+    let file = write_plan(&reg, "escaping.json", &escaping);
+    let run = regsweep(&["--json", "apply", "--yes", &file]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("invalid repository"), "{}", run.stderr);
+    assert_eq!(
+        run.json()["error"]["code"],
+        "usage",
+        "a failure before anything ran is still one JSON document"
+    );
+    assert!(p.manifest_exists("other", "v1").await.unwrap());
+
+    // A backup entry naming `../../x` is refused by restore, before any request.
+    let backup = reg.dir().join("bad-backup");
+    std::fs::create_dir_all(&backup).unwrap();
+    std::fs::write(
+        backup.join("x.json"),
+        serde_json::to_vec(&serde_json::json!({
+            "repository": "../../x", "digest": other.digest, "media_type": "application/vnd.oci.image.manifest.v1+json",
+            "tags": ["v1"], "manifest": String::from_utf8(other.manifest.clone()).unwrap()
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let run = regsweep(&["restore", backup.to_str().unwrap(), &reg.host()]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("bad repository name"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn referrers_under_ordinary_tags_and_in_fallback_indexes_follow_their_subject() {
+    let reg = registry().await;
+    let p = reg.client();
+    let old = push(&p, "app", "v1", 1).await;
+    push(&p, "app", "v2", 2).await;
+    // An SBOM with `subject` pushed under an ordinary tag, as `oras attach` does.
+    let sbom = p
+        .push_referrer("app", &old.descriptor(), "application/spdx+json", 3)
+        .await
+        .unwrap();
+    p.tag("app", &sbom.digest, "v1-sbom").await.unwrap();
+    // A signature listed only in the referrers fallback index of v1.
+    let listed = p
+        .push_referrer(
+            "app",
+            &old.descriptor(),
+            "application/vnd.dev.cosign.artifact.sig.v1+json",
+            4,
+        )
+        .await
+        .unwrap();
+    let fallback = p
+        .push_referrers_fallback("app", &old.digest, &[&listed])
+        .await
+        .unwrap();
+
+    let run = regsweep(&["--json", "inspect", &format!("{}/app:v1", reg.host())]);
+    run.assert_ok();
+    let inspection = run.json();
+    let referrers = inspection["referrers"].as_array().unwrap();
+    let by_subject = referrers
+        .iter()
+        .find(|r| r["digest"] == sbom.digest.as_str())
+        .unwrap_or_else(|| panic!("the tagged SBOM is listed: {inspection}"));
+    assert_eq!(by_subject["source"], "subject");
+    assert_eq!(by_subject["tag"], "v1-sbom");
+    assert_eq!(by_subject["kind"], "sbom");
+    assert_eq!(inspection["referrers_api"], false);
+    assert!(
+        inspection["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("no OCI referrers API")),
+        "{inspection}"
+    );
+
+    let run = regsweep(&[
+        "--json",
+        "plan",
+        "--delete-tags",
+        "v1",
+        &format!("{}/app", reg.host()),
+    ]);
+    run.assert_ok();
+    let plan = run.json();
+    let repo = &plan["repositories"][0];
+    let action_of = |tag: &str| {
+        repo["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tag"] == tag)
+            .unwrap()["action"]
+            .clone()
+    };
+    assert_eq!(action_of("v1-sbom"), "delete", "{plan}");
+    let role_of = |digest: &str| {
+        repo["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["digest"] == digest)
+            .unwrap_or_else(|| panic!("{digest} is deleted: {plan}"))["role"]
+            .clone()
+    };
+    assert_eq!(
+        role_of(&listed.digest),
+        serde_json::json!({"kind": "referrer", "subject": old.digest}),
+        "a referrer listed in the fallback index is a referrer, not a child of the index"
+    );
+    assert_eq!(role_of(&fallback.digest)["kind"], "referrer");
+
+    regsweep(&[
+        "apply",
+        "--yes",
+        "--delete-tags",
+        "v1",
+        &format!("{}/app", reg.host()),
+    ])
+    .assert_ok();
+    let tags = tag_map(&p, "app").await;
+    assert_eq!(
+        tags.keys().collect::<Vec<_>>(),
+        vec!["v2"],
+        "no orphaned referrer tag is left"
+    );
+    for digest in [&sbom.digest, &listed.digest, &fallback.digest] {
+        assert!(!p.manifest_exists("app", digest).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn backups_are_kept_per_repository_and_untagged_tags_are_restored() {
+    let reg = registry().await;
+    let p = reg.client();
+    // The same image in two repositories, deleted from both in one run.
+    let spec = ImageSpec::seeded(1);
+    let a = p.push_image("team/a", Some("v1"), &spec).await.unwrap();
+    let b = p.push_image("team/b", Some("v1"), &spec).await.unwrap();
+    assert_eq!(a.digest, b.digest);
+    push(&p, "team/a", "keep", 2).await;
+    push(&p, "team/b", "keep", 3).await;
+    // A tag that only loses its name: `stable` keeps the digest.
+    let shared = push(&p, "team/a", "v2", 4).await;
+    p.tag("team/a", &shared.digest, "stable").await.unwrap();
+    let before_a = tag_map(&p, "team/a").await;
+    let before_b = tag_map(&p, "team/b").await;
+
+    let backup = reg.dir().join("backup");
+    let run = regsweep(&[
+        "--json",
+        "rm",
+        "--backup",
+        backup.to_str().unwrap(),
+        &format!("{}/team/a:v1", reg.host()),
+        &format!("{}/team/b:v1", reg.host()),
+        &format!("{}/team/a:v2", reg.host()),
+    ]);
+    run.assert_ok();
+    let report = run.json(); // one document for both repositories
+    assert_eq!(report["deleted"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(report["untagged"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(
+        tag_map(&p, "team/a").await.keys().collect::<Vec<_>>(),
+        vec!["keep", "stable"]
+    );
+
+    let run = regsweep(&["--json", "restore", backup.to_str().unwrap(), &reg.host()]);
+    run.assert_ok();
+    assert_eq!(tag_map(&p, "team/a").await, before_a, "{}", run.stdout);
+    assert_eq!(tag_map(&p, "team/b").await, before_b, "{}", run.stdout);
+    p.verify_pullable("team/b", "v1").await.unwrap();
+}
+
+#[tokio::test]
+async fn apply_reports_what_it_did_honestly() {
+    let reg = registry().await;
+    let p = reg.client();
+    let first = push(&p, "app", "pr-1", 1).await;
+    push(&p, "app", "pr-2", 2).await;
+    let kept = push(&p, "app", "main", 3).await;
+    p.tag("app", &kept.digest, "pr-3").await.unwrap();
+    let plan_file = reg.dir().join("plan.json");
+    regsweep(&[
+        "plan",
+        "--delete-tags",
+        "pr-*",
+        "-o",
+        plan_file.to_str().unwrap(),
+        &reg.host(),
+    ])
+    .assert_ok();
+    // Someone removes pr-1 and pr-3 meanwhile.
+    p.delete_manifest("app", &first.digest).await.unwrap();
+
+    let mut plan: serde_json::Value = serde_json::from_slice(&std::fs::read(&plan_file).unwrap()).unwrap();
+    // Zeroed totals and a duplicated action do not change what is done or counted.
+    plan["totals"] = serde_json::json!({
+        "repositories": 0, "tags_kept": 0, "tags_deleted": 0, "tags_untagged": 0,
+        "manifests_deleted": 0, "bytes_freed": 0, "repositories_refused": 0,
+        "repositories_with_errors": 0
+    });
+    let again = plan["repositories"][0]["actions"].as_array().unwrap().clone();
+    plan["repositories"][0]["actions"]
+        .as_array_mut()
+        .unwrap()
+        .extend(again);
+    let file = write_plan(&reg, "edited.json", &plan);
+    let run = regsweep(&["--json", "apply", "--yes", &file]);
+    run.assert_ok();
+    let report = run.json();
+    assert_eq!(
+        report["deleted"].as_array().unwrap().len(),
+        1,
+        "pr-2 only: {report}"
+    );
+    assert_eq!(report["untagged"].as_array().unwrap().len(), 1, "pr-3: {report}");
+    assert_eq!(report["untagged"][0]["detail"], "untagged by placeholder");
+    let skipped = report["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "pr-1 was already gone: {report}");
+    assert_eq!(skipped[0]["code"], "already-gone");
+    assert!(
+        report["bytes_freed"].as_u64().unwrap() > 0,
+        "what was deleted frees space although something was skipped: {report}"
+    );
+
+    // Re-running the same plan: everything is already done, nothing is claimed as deleted.
+    let run = regsweep(&["apply", "--yes", &file]);
+    run.assert_ok();
+    assert!(run.stdout.contains("Deleted 0 manifests"), "{}", run.stdout);
+    let run = regsweep(&["--json", "apply", "--yes", &file]);
+    run.assert_ok();
+    let report = run.json();
+    assert!(report["deleted"].as_array().unwrap().is_empty(), "{report}");
+    assert!(report["untagged"].as_array().unwrap().is_empty(), "{report}");
+    assert!(
+        report["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["code"] == "already-gone"),
+        "{report}"
+    );
+    assert_eq!(report["bytes_freed"], 0);
+    assert_eq!(tag_map(&p, "app").await.keys().collect::<Vec<_>>(), vec!["main"]);
+}
+
+/// A loopback proxy in front of the registry that forwards every request, except those a rule
+/// breaks: the answer to a request can be lost (forwarded, then the connection is closed without
+/// a response), or a request can be answered with an error without being forwarded. One request
+/// per connection; bodies need `Content-Length`, which is what regsweep sends.
+mod proxy {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::sync::{Arc, Mutex};
+
+    /// What to do with one request.
+    pub enum Rule {
+        Forward,
+        /// Forward it, but never answer: the change lands, the answer is lost.
+        LoseAnswer,
+        /// Answer with this status, without forwarding.
+        Fail(u16),
+    }
+
+    pub struct Request {
+        pub method: String,
+        pub path: String,
+        pub body: Vec<u8>,
+    }
+
+    pub struct Proxy {
+        pub addr: SocketAddr,
+        pub seen: Arc<Mutex<Vec<(String, String)>>>,
+    }
+
+    pub fn start(upstream: SocketAddr, rule: impl Fn(&Request) -> Rule + Send + Sync + 'static) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (rule, log) = (Arc::new(rule), seen.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (rule, log) = (rule.clone(), log.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(stream, upstream, &*rule, &log);
+                });
+            }
+        });
+        Proxy { addr, seen }
+    }
+
+    fn serve(
+        mut client: TcpStream,
+        upstream: SocketAddr,
+        rule: &dyn Fn(&Request) -> Rule,
+        log: &Mutex<Vec<(String, String)>>,
+    ) -> std::io::Result<()> {
+        let mut reader = BufReader::new(client.try_clone()?);
+        let mut head = Vec::new();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            if line == "\r\n" {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            if !lower.starts_with("connection:") {
+                head.push(line);
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        let mut words = head[0].split_whitespace();
+        let request = Request {
+            method: words.next().unwrap_or("").to_owned(),
+            path: words.next().unwrap_or("").to_owned(),
+            body,
+        };
+        log.lock()
+            .unwrap()
+            .push((request.method.clone(), request.path.clone()));
+        let rule = rule(&request);
+        if let Rule::Fail(status) = rule {
+            let answer =
+                format!("HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            return client.write_all(answer.as_bytes());
+        }
+        let mut server = TcpStream::connect(upstream)?;
+        let mut out = head.concat().into_bytes();
+        out.extend_from_slice(b"Connection: close\r\n\r\n");
+        out.extend_from_slice(&request.body);
+        server.write_all(&out)?;
+        let mut answer = Vec::new();
+        server.read_to_end(&mut answer)?;
+        match rule {
+            Rule::LoseAnswer => Ok(()),
+            _ => client.write_all(&answer),
+        }
+    }
+}
+
+fn is_untag_placeholder(req: &proxy::Request) -> bool {
+    req.method == "PUT" && String::from_utf8_lossy(&req.body).contains("dev.regsweep.untag-of")
+}
+
+fn registry_addr(reg: &TestRegistry) -> std::net::SocketAddr {
+    format!("127.0.0.1:{}", reg.port()).parse().unwrap()
+}
+
+#[tokio::test]
+async fn an_untag_whose_placeholder_cannot_be_deleted_is_finished_by_the_next_run() {
+    let reg = registry().await;
+    let p = reg.client();
+    let image = push(&p, "app", "v1", 1).await;
+    p.tag("app", &image.digest, "latest").await.unwrap();
+    push(&p, "app", "v0", 2).await;
+    // Every DELETE of an untag placeholder fails.
+    let placeholders: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let recorded = placeholders.clone();
+    let proxy = proxy::start(registry_addr(&reg), move |req| {
+        if is_untag_placeholder(req) {
+            recorded
+                .lock()
+                .unwrap()
+                .push(regsweep_testkit::sha256_digest(&req.body));
+        }
+        let placeholder_delete = req.method == "DELETE"
+            && recorded
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|d| req.path.ends_with(d.as_str()));
+        if placeholder_delete {
+            proxy::Rule::Fail(403)
+        } else {
+            proxy::Rule::Forward
+        }
+    });
+    let run = regsweep(&["rm", &format!("{}/app:v1", proxy.addr)]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("placeholder") && run.stderr.contains("removes it"),
+        "the user is told what happened and what to do: {}",
+        run.stderr
+    );
+    let placeholder = placeholders.lock().unwrap()[0].clone();
+    assert_eq!(
+        tag_map(&p, "app").await["v1"],
+        placeholder,
+        "the failure really happened"
+    );
+
+    // The next run sees the leftover, says so, and finishes the untag.
+    let run = regsweep(&["--json", "plan", "--keep-tags", "*", &reg.host()]);
+    run.assert_ok();
+    let plan = run.json();
+    let actions = plan["repositories"][0]["actions"].as_array().unwrap();
+    assert_eq!(
+        actions[0],
+        serde_json::json!({"type": "remove-placeholder", "tag": "v1", "placeholder": placeholder,
+                           "untag_of": image.digest}),
+        "{plan}"
+    );
+    assert!(
+        plan["repositories"][0]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["tag"] != "v1"),
+        "the policy never decides about regsweep's leftovers: {plan}"
+    );
+    let run = regsweep(&["apply", "--yes", "--keep-tags", "*", &reg.host()]);
+    run.assert_ok();
+    assert!(run.stdout.contains("cleaned app:v1"), "{}", run.stdout);
+    let tags = tag_map(&p, "app").await;
+    assert_eq!(tags.keys().collect::<Vec<_>>(), vec!["latest", "v0"]);
+    assert_eq!(tags["latest"], image.digest);
+    assert!(!p.manifest_exists("app", &placeholder).await.unwrap());
+}
+
+#[tokio::test]
+async fn nothing_regsweep_pushes_outlives_a_lost_answer_or_a_failed_probe() {
+    let reg = registry().await;
+    let p = reg.client();
+    let image = push(&p, "app", "v1", 1).await;
+    p.tag("app", &image.digest, "latest").await.unwrap();
+    p.tag("app", &image.digest, "v1-alias").await.unwrap();
+
+    // The probe's second tag is refused: the probe fails after its first PUT landed.
+    let proxy = proxy::start(registry_addr(&reg), |req| {
+        if req.method == "PUT" && req.path.contains("/manifests/regsweep-probe-") && req.path.ends_with("-b")
+        {
+            proxy::Rule::Fail(400)
+        } else {
+            proxy::Rule::Forward
+        }
+    });
+    let run = regsweep(&["rm", &format!("{}/app:v1", proxy.addr)]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_eq!(
+        tag_map(&p, "app").await.keys().collect::<Vec<_>>(),
+        vec!["latest", "v1", "v1-alias"],
+        "no probe tag is left behind"
+    );
+
+    // The answer to the placeholder PUT is lost: the untag still completes, nothing is left.
+    let proxy = proxy::start(registry_addr(&reg), |req| {
+        if is_untag_placeholder(req) {
+            proxy::Rule::LoseAnswer
+        } else {
+            proxy::Rule::Forward
+        }
+    });
+    let run = regsweep(&["rm", &format!("{}/app:v1", proxy.addr)]);
+    run.assert_ok();
+    assert!(run.stdout.contains("untagged app:v1"), "{}", run.stdout);
+    assert!(
+        proxy
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(m, path)| m == "PUT" && path.ends_with("/manifests/v1")),
+        "the placeholder went through the proxy"
+    );
+    let tags = tag_map(&p, "app").await;
+    assert_eq!(tags.keys().collect::<Vec<_>>(), vec!["latest", "v1-alias"]);
+    assert_eq!(tags["latest"], image.digest);
+    p.verify_pullable("app", "latest").await.unwrap();
+}

@@ -7,12 +7,13 @@
 
 use std::io::BufRead;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use regsweep::reference::RegistryAddr;
 use regsweep::registry::credentials::{self, CredentialSources};
-use regsweep::registry::{Client, ClientOptions, Credentials, Secret};
+use regsweep::registry::{Client, ClientOptions, Credentials, RetryPolicy, Secret};
 
 use super::UsageError;
 
@@ -50,6 +51,42 @@ pub struct RegistryArgs {
     /// Requests in flight at most.
     #[arg(long, short = 'j', default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
+    /// Time allowed for one attempt of one request, from connecting to the last byte (`30s`,
+    /// `500ms`, `2m`, or seconds). A stalled response fails after this long and is retried.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+    /// Time allowed for one request with all its retries and the waits between them; no retry
+    /// starts that would end past it.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_timeout)]
+    pub request_timeout: Duration,
+    /// Attempts per request before giving up on transient failures (connection errors,
+    /// timeouts, responses cut short, 429, 5xx), including the first.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub attempts: u32,
+    /// Delay before the first retry; doubled for each further one (with jitter, at most 8 s).
+    /// A server's `Retry-After` takes precedence.
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_timeout)]
+    pub retry_delay: Duration,
+}
+
+/// Parses a duration flag: `30s`, `500ms`, `2m`, `1h`, or a number of seconds.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let parsed = match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(Duration::from_secs_f64(seconds)),
+        Ok(_) => Err(()),
+        Err(_) => text
+            .parse::<jiff::SignedDuration>()
+            .ok()
+            .and_then(|d| Duration::try_from(d).ok())
+            .ok_or(()),
+    };
+    match parsed {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err(format!(
+            "`{text}` is not a duration: write it as 30s, 500ms, 2m or a number of seconds (more than 0)"
+        )),
+    }
 }
 
 impl RegistryArgs {
@@ -70,7 +107,10 @@ impl RegistryArgs {
         } else {
             from_env
         };
-        match (&self.username, password) {
+        // An empty REGSWEEP_USERNAME (or `--username ""`) means no username, as an empty
+        // variable does for docker and git.
+        let username = self.username.as_ref().filter(|u| !u.is_empty());
+        match (username, password) {
             (Some(username), Some(password)) => Ok(Some(Credentials {
                 username: username.clone(),
                 password: Secret::new(password),
@@ -139,6 +179,13 @@ impl RegistryArgs {
             credentials: self.credentials(registry).await?,
             allow_insecure_auth: self.allow_insecure_auth,
             concurrency: usize::from(self.concurrency),
+            timeout: self.timeout,
+            retry: RetryPolicy {
+                max_attempts: self.attempts,
+                base_delay: self.retry_delay,
+                total: self.request_timeout,
+                ..RetryPolicy::default()
+            },
             ..ClientOptions::default()
         })
     }
@@ -154,4 +201,21 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_timeout("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_timeout("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_timeout("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_timeout("1.5"), Ok(Duration::from_millis(1500)));
+        for bad in ["0", "0s", "-1", "soon", "", "NaN"] {
+            let err = parse_timeout(bad).unwrap_err();
+            assert!(err.contains("not a duration"), "{bad}: {err}");
+        }
+    }
 }

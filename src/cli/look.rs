@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::connect::{RegistryArgs, runtime};
 use super::output::{Bar, print_json, print_table, size, table};
+use super::retention::with_json_error;
 use super::{OutputArgs, UsageError, exit};
 
 #[derive(Debug, Args)]
@@ -60,6 +61,10 @@ struct ReposJson<'a> {
 }
 
 pub fn repos(args: &ReposArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+    with_json_error(output, || repos_command(args, output))
+}
+
+fn repos_command(args: &ReposArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let registry = RegistryAddr::parse(&args.registry).map_err(UsageError::from)?;
     let mut repositories = runtime()?.block_on(async {
         let client = args.connection.connect(&registry).await?;
@@ -87,6 +92,10 @@ struct TagsJson<'a, T> {
 }
 
 pub fn tags(args: &TagsArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+    with_json_error(output, || tags_command(args, output))
+}
+
+fn tags_command(args: &TagsArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let (registry, repository) = Location::parse_repository(&args.repository).map_err(UsageError::from)?;
     let concurrency = args.connection.concurrency();
     let rt = runtime()?;
@@ -181,6 +190,10 @@ struct InspectJson<'a> {
 }
 
 pub fn inspect(args: &InspectArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+    with_json_error(output, || inspect_command(args, output))
+}
+
+fn inspect_command(args: &InspectArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let reference = ImageRef::parse(&args.reference).map_err(UsageError::from)?;
     let inspection = runtime()?.block_on(async {
         let client = args.connection.connect(&reference.registry).await?;
@@ -261,6 +274,10 @@ struct DuJson<'a> {
 }
 
 pub fn du(args: &DuArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+    with_json_error(output, || du_command(args, output))
+}
+
+fn du_command(args: &DuArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let location = Location::parse(&args.location).map_err(UsageError::from)?;
     let concurrency = args.connection.concurrency();
     let bar = Bar::new(output, "scanning");

@@ -135,7 +135,7 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) if is_broken_pipe(&err) => ExitCode::from(exit::OK),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", output::error_line(&err));
             let usage = err.downcast_ref::<UsageError>().is_some();
             ExitCode::from(if usage { exit::USAGE } else { exit::ERROR })
         }
@@ -164,6 +164,8 @@ fn init_logging(output: &OutputArgs) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into a log file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

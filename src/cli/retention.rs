@@ -141,7 +141,32 @@ async fn make_plan(
     Ok(plan)
 }
 
+/// Runs a command; with `--json`, a failure before the command printed its document is printed
+/// as one JSON document too (`{"error": {"code", "message"}}`), so that stdout is always one
+/// document. The message also goes to stderr as usual.
+pub(super) fn with_json_error(
+    output: &OutputArgs,
+    run: impl FnOnce() -> anyhow::Result<u8>,
+) -> anyhow::Result<u8> {
+    let result = run();
+    if output.json
+        && let Err(err) = &result
+    {
+        let code = if err.downcast_ref::<UsageError>().is_some() {
+            "usage"
+        } else {
+            "error"
+        };
+        print_json(&serde_json::json!({ "error": { "code": code, "message": format!("{err:#}") } }))?;
+    }
+    result
+}
+
 pub fn plan(args: &PlanArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+    with_json_error(output, || plan_command(args, output))
+}
+
+fn plan_command(args: &PlanArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let (registry, repos) = targets(&args.targets)?;
     // A bad policy is a usage error, found before any network traffic.
     let policy = args.policy.load()?;
@@ -187,7 +212,12 @@ fn print_plan(plan: &Plan, all: bool) {
     let mut untouched = 0;
     for repo in &plan.repositories {
         let changes = repo.tags.iter().any(|t| t.action != TagAction::Keep);
-        if !changes && repo.errors.is_empty() && repo.refused.is_none() && !all {
+        let leftovers: Vec<&Action> = repo
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::RemovePlaceholder { .. }))
+            .collect();
+        if !changes && leftovers.is_empty() && repo.errors.is_empty() && repo.refused.is_none() && !all {
             untouched += 1;
             continue;
         }
@@ -202,6 +232,23 @@ fn print_plan(plan: &Plan, all: bool) {
         }
         if let Some(refused) = &repo.refused {
             println!("  refused: {refused}");
+        }
+        for leftover in leftovers {
+            if let Action::RemovePlaceholder {
+                tag,
+                placeholder,
+                untag_of,
+            } = leftover
+            {
+                let was = untag_of
+                    .as_ref()
+                    .map(|d| format!(" (an interrupted untag from {})", d.short()))
+                    .unwrap_or_default();
+                println!(
+                    "  leftover: tag `{tag}` points at regsweep's placeholder {}{was}; apply removes it",
+                    placeholder.short()
+                );
+            }
         }
         let mut t = table(&["  TAG", "DIGEST", "ACTION", "REASON"]);
         for tag in repo.tags.iter().filter(|t| all || t.action != TagAction::Keep) {
@@ -256,6 +303,10 @@ fn print_plan(plan: &Plan, all: bool) {
 }
 
 pub fn apply(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+    with_json_error(output, || apply_command(args, output))
+}
+
+fn apply_command(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let from_policy = args.policy.is_given();
     let rt = runtime()?;
     let (client, plan) = if from_policy {
@@ -274,14 +325,17 @@ pub fn apply(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         let plan: Plan = serde_json::from_slice(&bytes)
             .map_err(|e| UsageError::new(format!("{file} is not a regsweep plan: {e}")))?;
         let registry = RegistryAddr::parse(&plan.registry).map_err(UsageError::from)?;
+        // A plan file that names invalid repositories is refused before connecting.
+        apply::validate(&plan, registry.host()).map_err(|e| UsageError::new(format!("{file}: {e}")))?;
         let client = rt.block_on(args.connection.connect(&registry))?;
         (client, plan)
     };
     if !output.json {
         print_plan(&plan, false);
     }
-    let t = &plan.totals;
-    if t.tags_deleted + t.tags_untagged + t.manifests_deleted == 0 {
+    // Counted from the actions, not from the file's totals, which nothing checks.
+    let (untags, deletes, leftovers) = plan.distinct_actions();
+    if untags + deletes + leftovers == 0 {
         if output.json {
             print_json(&ApplyReport::default())?;
         } else {
@@ -290,12 +344,15 @@ pub fn apply(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     if !args.yes {
+        let repositories = plan.repositories.iter().filter(|r| !r.actions.is_empty()).count();
         confirm(&format!(
-            "Delete {} tags and {} manifests, untag {} tags, in {} of {}?",
-            t.tags_deleted,
-            t.manifests_deleted,
-            t.tags_untagged,
-            plural(t.repositories, "repository", "repositories"),
+            "Delete {deletes} manifests, untag {untags} tags{}, in {} of {}?",
+            if leftovers > 0 {
+                format!(", remove {leftovers} leftover placeholders")
+            } else {
+                String::new()
+            },
+            plural(repositories, "repository", "repositories"),
             plan.registry
         ))?;
     }
@@ -303,6 +360,7 @@ pub fn apply(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let options = ApplyOptions {
         concurrency: args.connection.concurrency(),
         backup: args.backup.clone(),
+        force: false,
     };
     let report = rt.block_on(apply::apply(&client, &plan, &options, &bar))?;
     bar.finish();
@@ -336,15 +394,23 @@ fn finish(report: &ApplyReport, output: &OutputArgs) -> anyhow::Result<u8> {
     if output.json {
         print_json(report)?;
     } else {
+        for c in &report.cleaned {
+            println!("cleaned {}:{}: {}", c.repository, c.target, c.detail);
+        }
         for s in &report.skipped {
             println!("skipped {} {}: {}", s.repository, s.target, s.detail);
         }
-        for f in &report.failed {
+        for f in report.refused.iter().chain(&report.failed) {
             eprintln!("failed {} {}: {}", f.repository, f.target, f.detail);
         }
         let tags: usize = report.deleted.iter().map(|d| d.tags.len()).sum();
+        let cleaned = if report.cleaned.is_empty() {
+            String::new()
+        } else {
+            format!(", removed {} leftover placeholders", report.cleaned.len())
+        };
         println!(
-            "Deleted {} manifests ({} tags), untagged {} tags{}; {} skipped, {} failed. About {} can be reclaimed by the registry's garbage collection (`regsweep gc`).",
+            "Deleted {} manifests ({} tags), untagged {} tags{}{cleaned}; {} skipped, {} refused, {} failed. About {} can be reclaimed by the registry's garbage collection (`regsweep gc`).",
             report.deleted.len(),
             tags,
             report.untagged.len(),
@@ -353,11 +419,12 @@ fn finish(report: &ApplyReport, output: &OutputArgs) -> anyhow::Result<u8> {
                 .map(|m| format!(" ({})", untag_method_words(m)))
                 .unwrap_or_default(),
             report.skipped.len(),
+            report.refused.len(),
             report.failed.len(),
             size(report.bytes_freed)
         );
     }
-    Ok(if report.failed.is_empty() {
+    Ok(if report.is_success() {
         exit::OK
     } else {
         exit::ERROR
@@ -372,6 +439,10 @@ fn untag_method_words(method: apply::UntagMethod) -> &'static str {
 }
 
 pub fn rm(args: &RmArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+    with_json_error(output, || rm_command(args, output))
+}
+
+fn rm_command(args: &RmArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let mut registry: Option<RegistryAddr> = None;
     let mut removals: BTreeMap<String, Removal> = BTreeMap::new();
     for input in &args.references {
@@ -393,61 +464,71 @@ pub fn rm(args: &RmArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let concurrency = args.connection.concurrency();
     let rt = runtime()?;
     let client = rt.block_on(args.connection.connect(&registry))?;
-    let mut code = exit::OK;
+    // Every repository is planned before anything is removed, so that a refusal in one leaves
+    // all of them untouched; the plans are then applied as one, with one report.
+    let mut plan: Option<Plan> = None;
     for (repository, removal) in &removals {
-        let plan = rt.block_on(retention::plan_removal(
+        let one = rt.block_on(retention::plan_removal(
             &client,
             repository,
             removal,
             args.force,
             concurrency,
         ))?;
-        if args.dry_run {
-            if output.json {
-                print_json(&plan)?;
-            } else {
-                print_plan(&plan, false);
-            }
-            continue;
-        }
-        let options = ApplyOptions {
-            concurrency,
-            backup: args.backup.clone(),
-        };
-        let report = rt.block_on(apply::apply(
-            &client,
-            &plan,
-            &options,
-            &regsweep::look::NoProgress,
-        ))?;
-        if !output.json {
-            for d in &report.deleted {
-                let tags = if d.tags.is_empty() {
-                    "untagged".to_owned()
-                } else {
-                    format!("tags: {}", d.tags.join(", "))
-                };
-                println!("deleted {repository}{} ({tags})", d.target);
-            }
-            for u in &report.untagged {
-                println!(
-                    "untagged {repository}:{} ({})",
-                    u.target,
-                    report.untag_method.map(untag_method_words).unwrap_or("")
-                );
-            }
-        }
-        if finish(&report, output)? != exit::OK {
-            code = exit::ERROR;
+        match &mut plan {
+            Some(plan) => plan.merge(one),
+            None => plan = Some(one),
         }
     }
-    Ok(code)
+    let plan = plan.ok_or_else(|| UsageError::new("name what to remove"))?;
+    if args.dry_run {
+        if output.json {
+            print_json(&plan)?;
+        } else {
+            print_plan(&plan, false);
+        }
+        return Ok(exit::OK);
+    }
+    let options = ApplyOptions {
+        concurrency,
+        backup: args.backup.clone(),
+        force: args.force,
+    };
+    let report = rt.block_on(apply::apply(
+        &client,
+        &plan,
+        &options,
+        &regsweep::look::NoProgress,
+    ))?;
+    if !output.json {
+        for d in &report.deleted {
+            let tags = if d.tags.is_empty() {
+                "untagged".to_owned()
+            } else {
+                format!("tags: {}", d.tags.join(", "))
+            };
+            println!("deleted {}{} ({tags})", d.repository, d.target);
+        }
+        for u in &report.untagged {
+            println!(
+                "untagged {}:{} ({})",
+                u.repository,
+                u.target,
+                report.untag_method.map(untag_method_words).unwrap_or("")
+            );
+        }
+    }
+    finish(&report, output)
 }
 
 pub fn restore(args: &RestoreArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+    with_json_error(output, || restore_command(args, output))
+}
+
+fn restore_command(args: &RestoreArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let registry = RegistryAddr::parse(&args.registry).map_err(UsageError::from)?;
     let entries = apply::read_backup(&args.dir)
-        .with_context(|| format!("cannot read the backup in {}", args.dir.display()))?;
+        .map_err(|e| UsageError::new(format!("cannot restore from {}: {e}", args.dir.display())))?;
     if entries.is_empty() {
         return Err(UsageError::new(format!("{} holds no backed-up manifests", args.dir.display())).into());
     }

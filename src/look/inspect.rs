@@ -2,13 +2,11 @@
 //! same digest (deleting the digest deletes them too), the platforms of an index, and the
 //! signatures, attestations and other referrers attached to it.
 
-use std::collections::HashMap;
-
-use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use super::{ConfigCache, ImageSummary, resolve_image};
+use super::{ConfigCache, ImageSummary, NoProgress, resolve_image};
 use crate::digest::Digest;
+use crate::graph::{ScanOptions, scan};
 use crate::manifest::{Manifest, ManifestKind};
 use crate::registry::{Client, RegistryError};
 
@@ -24,6 +22,9 @@ pub struct Inspection {
     pub tags: Vec<String>,
     /// Signatures, attestations, SBOMs and other artifacts that refer to this digest.
     pub referrers: Vec<Referrer>,
+    /// Whether the registry has the OCI referrers API; without it, referrers pushed without a
+    /// tag cannot be seen.
+    pub referrers_api: bool,
     /// Things that could not be checked (a tag that vanished while listing, …).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -51,6 +52,8 @@ pub enum ReferrerSource {
     FallbackIndex,
     /// A tag named after the digest (`sha256-<hex>.sig`, cosign's scheme).
     DigestTag,
+    /// A manifest under an ordinary tag whose `subject` is this digest (oras and others).
+    Subject,
 }
 
 /// One referrer.
@@ -100,38 +103,19 @@ pub async fn inspect(
 ) -> Result<Inspection, RegistryError> {
     let configs = ConfigCache::default();
     let image = resolve_image(client, repository, reference, true, &configs).await?;
-    let all_tags = client.tags(repository).await?;
-
-    // Resolve every tag once: co-tags are those on the same digest, digest tags are found by name.
-    let mut warnings = Vec::new();
-    let resolved: Vec<(String, Result<Digest, RegistryError>)> = stream::iter(all_tags)
-        .map(|tag| async move {
-            let head = client.manifest_head(repository, &tag).await.map(|h| h.digest);
-            (tag, head)
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    let mut digests: HashMap<String, Digest> = HashMap::new();
-    for (tag, result) in resolved {
-        match result {
-            Ok(digest) => {
-                digests.insert(tag, digest);
-            }
-            Err(err) if err.is_not_found() => warnings.push(format!("tag `{tag}` vanished while inspecting")),
-            Err(err) => return Err(err),
-        }
-    }
-    let mut tags: Vec<String> = digests
-        .iter()
-        .filter(|(_, d)| **d == image.digest)
-        .map(|(t, _)| t.clone())
-        .collect();
-    tags.sort();
+    // The repository graph knows every tag's manifest, so referrers pushed under ordinary tags
+    // (a `subject` field, as oras does) are found as well as those named after the digest.
+    let options = ScanOptions {
+        with_configs: false,
+        concurrency,
+    };
+    let graph = scan(client, repository, options, &NoProgress).await;
+    let mut warnings: Vec<String> = graph.errors.clone();
+    let tags = graph.tags_of(&image.digest);
 
     let mut referrers: Vec<Referrer> = Vec::new();
     let mut fallback_index_tag = None;
-    for (tag, digest) in &digests {
+    for (tag, digest) in &graph.tags {
         let Some((subject, suffix)) = Digest::from_referrer_tag(tag) else {
             continue;
         };
@@ -151,6 +135,7 @@ pub async fn inspect(
         });
     }
 
+    let referrers_api = graph.referrers_api.unwrap_or(false);
     match client.referrers(repository, &image.digest).await? {
         Some(found) => referrers.extend(found.into_iter().map(|d| Referrer {
             kind: kind_from_artifact_type(d.artifact_type.as_deref()),
@@ -166,7 +151,26 @@ pub async fn inspect(
                     referrers.extend(listed_referrers(&index.manifest));
                 }
             }
+            warnings.push(
+                "the registry has no OCI referrers API: referrers pushed without a tag (and not listed in a `sha256-<hex>` fallback index) cannot be seen".to_owned(),
+            );
         }
+    }
+    // Tagged manifests whose `subject` is this image, found by no other way.
+    for (tag, digest) in &graph.tags {
+        let Some(node) = graph.nodes.get(digest) else {
+            continue;
+        };
+        if node.subject.as_ref() != Some(&image.digest) || referrers.iter().any(|r| r.digest == *digest) {
+            continue;
+        }
+        referrers.push(Referrer {
+            digest: digest.clone(),
+            tag: Some(tag.clone()),
+            kind: kind_from_artifact_type(node.artifact_type.as_deref()),
+            artifact_type: node.artifact_type.clone(),
+            source: ReferrerSource::Subject,
+        });
     }
     referrers.sort_by(|a, b| (a.tag.as_deref(), &a.digest).cmp(&(b.tag.as_deref(), &b.digest)));
     referrers.dedup_by(|a, b| a.digest == b.digest && a.tag == b.tag);
@@ -177,6 +181,7 @@ pub async fn inspect(
         image,
         tags,
         referrers,
+        referrers_api,
         warnings,
     })
 }

@@ -4,6 +4,9 @@
 //! formats a password, and the logs only ever say which scheme was used.
 
 use std::fmt;
+use std::net::IpAddr;
+
+use reqwest::Url;
 
 /// A secret string whose `Debug` and `Display` print `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -344,6 +347,30 @@ impl fmt::Display for Scope {
     }
 }
 
+/// Whether credentials may go to `realm` for a registry at `registry`: over HTTPS always; over
+/// plain HTTP only when both the realm and the registry are plain HTTP on loopback (a test or
+/// development setup on one machine), or when the user explicitly allowed insecure auth.
+pub fn may_send_credentials(registry: &Url, realm: &Url, allow_insecure: bool) -> bool {
+    realm.scheme() == "https"
+        || allow_insecure
+        || (registry.scheme() == "http" && is_loopback_url(registry) && is_loopback_url(realm))
+}
+
+/// Whether basic credentials may go to the registry at `registry` itself: over HTTPS, to
+/// loopback, or when insecure auth was allowed.
+pub fn may_send_basic(registry: &Url, allow_insecure: bool) -> bool {
+    registry.scheme() == "https" || is_loopback_url(registry) || allow_insecure
+}
+
+/// Whether a URL's host is on loopback (`localhost`, 127.0.0.0/8, `::1`).
+pub fn is_loopback_url(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,5 +536,58 @@ mod tests {
             "repository:a/b:pull,delete"
         );
         assert_eq!(Scope::catalog().to_string(), "registry:catalog:*");
+    }
+    #[test]
+    fn credentials_go_to_realms_only_over_https_or_loopback_http() {
+        let url = |s| Url::parse(s).unwrap();
+        let plain_local = url("http://127.0.0.1:5000/");
+        let tls_local = url("https://127.0.0.1:5000/");
+        let remote = url("https://registry.example.com/");
+        let plain_remote = url("http://registry.example.com/");
+        assert!(may_send_credentials(
+            &remote,
+            &url("https://auth.example.com/token"),
+            false
+        ));
+        assert!(may_send_credentials(
+            &plain_local,
+            &url("https://auth.example.com/t"),
+            false
+        ));
+        assert!(may_send_credentials(
+            &plain_local,
+            &url("http://localhost:9/token"),
+            false
+        ));
+        assert!(may_send_credentials(
+            &plain_local,
+            &url("http://[::1]:9/token"),
+            false
+        ));
+        assert!(!may_send_credentials(
+            &tls_local,
+            &url("http://127.0.0.1:9/token"),
+            false
+        ));
+        assert!(!may_send_credentials(
+            &remote,
+            &url("http://auth.example.com/token"),
+            false
+        ));
+        assert!(!may_send_credentials(
+            &plain_remote,
+            &url("http://auth.example.com/t"),
+            false
+        ));
+        assert!(!may_send_credentials(
+            &plain_local,
+            &url("http://auth.example.com/t"),
+            false
+        ));
+        assert!(may_send_credentials(
+            &remote,
+            &url("http://auth.example.com/t"),
+            true
+        ));
     }
 }

@@ -78,6 +78,9 @@ pub enum RegistryError {
         host: String,
         request: RequestInfo,
         cause: String,
+        /// The server's certificate was refused: the server speaks TLS, and trusting it needs
+        /// its CA (or skipping verification).
+        certificate: bool,
     },
     #[error(
         "{request}: 401 Unauthorized{}: {hint}",
@@ -155,6 +158,17 @@ impl RegistryError {
     /// Whether this is a 404 (of any kind).
     pub fn is_not_found(&self) -> bool {
         matches!(self, RegistryError::NotFound { .. })
+    }
+
+    /// Whether the server's TLS certificate was refused.
+    pub fn is_certificate_error(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Connect {
+                certificate: true,
+                ..
+            }
+        )
     }
 
     /// The registry's error codes, if it sent any.

@@ -13,6 +13,8 @@ pub enum LinkError {
     BadUrl(String),
     #[error("Link header points to another host ({0}); refusing to follow it")]
     OtherOrigin(String),
+    #[error("Link header target `{0}` is outside the registry API (/v2/); refusing to follow it")]
+    OutsideApi(String),
 }
 
 /// Finds the `rel="next"` target in one or more `Link` header values.
@@ -27,6 +29,9 @@ pub fn next_link<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Option
                 return Err(LinkError::Malformed(shorten(value)));
             };
             let target = &after_open[..close];
+            if !is_uri_reference(target) {
+                return Err(LinkError::Malformed(shorten(value)));
+            }
             let params_and_more = &after_open[close + 1..];
             // Parameters run until the next `,` that starts another link (`, <`).
             let end = params_and_more.find(", <").or_else(|| params_and_more.find(",<"));
@@ -63,9 +68,32 @@ pub fn resolve_same_origin(base: &Url, target: &str) -> Result<Url, LinkError> {
         && url.host_str() == base.host_str()
         && url.port_or_known_default() == base.port_or_known_default();
     if !same {
-        return Err(LinkError::OtherOrigin(url.host_str().unwrap_or("?").to_owned()));
+        return Err(LinkError::OtherOrigin(origin(&url)));
+    }
+    if !url.path().starts_with("/v2/") {
+        return Err(LinkError::OutsideApi(shorten(target)));
     }
     Ok(url)
+}
+
+/// `scheme://host:port` of a URL, with the port always named: a link to another port of the same
+/// host is another origin, and naming only the host would hide that.
+fn origin(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    match url.port_or_known_default() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    }
+}
+
+/// Whether `target` can be a URI reference (RFC 3986): not empty, and none of the characters
+/// that may never appear in one unescaped (`<`, `>`, `"`, spaces, controls, and the rest of the
+/// "unwise" set). A header like `<<<>>>` is garbage, not a relative path.
+fn is_uri_reference(target: &str) -> bool {
+    !target.is_empty()
+        && target.chars().all(|c| {
+            c.is_ascii_graphic() && !matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`')
+        })
 }
 
 fn shorten(text: &str) -> String {
@@ -98,6 +126,31 @@ mod tests {
     fn rejects_malformed() {
         assert!(next_link(["/v2/_catalog?last=b; rel=next"]).is_err());
         assert!(next_link(["</v2/_catalog; rel=next"]).is_err());
+        assert!(next_link(["<<<>>>"]).is_err());
+        assert!(next_link([r#"<<<>>>; rel="next""#]).is_err());
+        assert!(next_link([r#"<>; rel="next""#]).is_err());
+        assert!(next_link([r#"</v2/a b>; rel="next""#]).is_err());
+    }
+
+    #[test]
+    fn other_origins_are_named_with_their_port() {
+        let base = Url::parse("http://127.0.0.1:5000/v2/_catalog").unwrap();
+        let err = resolve_same_origin(&base, "http://127.0.0.1:5001/v2/x").unwrap_err();
+        assert_eq!(err, LinkError::OtherOrigin("http://127.0.0.1:5001".into()));
+        assert!(err.to_string().contains("127.0.0.1:5001"), "{err}");
+    }
+
+    #[test]
+    fn links_stay_inside_the_api() {
+        let base = Url::parse("http://127.0.0.1:5000/v2/_catalog").unwrap();
+        assert!(matches!(
+            resolve_same_origin(&base, "/admin/delete-everything"),
+            Err(LinkError::OutsideApi(_))
+        ));
+        assert!(matches!(
+            resolve_same_origin(&base, "../../x"),
+            Err(LinkError::OutsideApi(_))
+        ));
     }
 
     #[test]

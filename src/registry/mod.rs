@@ -9,8 +9,11 @@
 
 pub mod auth;
 pub mod credentials;
+pub mod delete;
 pub mod error;
+mod http;
 pub mod link;
+mod tls;
 mod token;
 mod transport;
 
@@ -19,16 +22,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, Url};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 
 pub use auth::{Credentials, Scope, Secret};
 pub use error::{ApiError, Missing, RegistryError, RequestInfo};
-pub use transport::RetryPolicy;
+use http::Repeat;
+pub use http::RetryPolicy;
 use transport::{Request, Response, Transport};
 
 use crate::digest::Digest;
 use crate::manifest::{Descriptor, MAX_MANIFEST_BYTES, Manifest, media_type};
-use crate::reference::{RegistryAddr, Scheme};
+use crate::reference::{RegistryAddr, Repository, Scheme, Tag};
 
 /// Largest JSON listing (catalog or tags page, referrers index) accepted.
 const MAX_LIST_BYTES: usize = 64 * 1024 * 1024;
@@ -36,6 +42,9 @@ const MAX_LIST_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
 /// Upper bound on pages followed for one listing, against registries that loop.
 const MAX_PAGES: usize = 1_000_000;
+/// Default timeout of one attempt. Registry answers are small (manifests, listings, configs); a
+/// healthy registry sends them well within this even under load.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to connect to a registry.
 #[derive(Debug, Clone)]
@@ -51,8 +60,10 @@ pub struct ClientOptions {
     pub allow_insecure_auth: bool,
     /// Requests in flight at most.
     pub concurrency: usize,
+    /// Retries, and the bound on one request with all its attempts (`retry.total`).
     pub retry: RetryPolicy,
-    /// Timeout of one request (connect to last byte).
+    /// Timeout of one attempt, from connecting to the last byte of the body: a stalled
+    /// response fails after this long and is retried.
     pub timeout: Duration,
     /// `n` for `_catalog` pages; `None` leaves the page size to the registry (100 for
     /// distribution).
@@ -69,7 +80,7 @@ impl Default for ClientOptions {
             allow_insecure_auth: false,
             concurrency: 8,
             retry: RetryPolicy::default(),
-            timeout: Duration::from_secs(60),
+            timeout: DEFAULT_TIMEOUT,
             catalog_page_size: None,
         }
     }
@@ -137,8 +148,14 @@ impl Client {
             };
             match client.ping(attempts).await {
                 Ok(()) => return Ok(client),
-                // Only a failure to talk HTTPS at all justifies trying plain HTTP on loopback.
-                Err(err @ RegistryError::Connect { .. }) => last_error = Some(err),
+                // Only a failure to talk HTTPS at all justifies trying plain HTTP on loopback. A
+                // refused certificate means the server does speak HTTPS: plain HTTP would only
+                // hide the real cause behind "client sent an HTTP request to an HTTPS server".
+                Err(
+                    err @ RegistryError::Connect {
+                        certificate: false, ..
+                    },
+                ) => last_error = Some(err),
                 Err(err) => return Err(err),
             }
         }
@@ -169,6 +186,7 @@ impl Client {
             scope: Scope::catalog(),
             missing: Missing::Endpoint,
             max_body: MAX_LIST_BYTES,
+            repeat: Repeat::Safe,
         };
         match self.transport.send_with_attempts(&request, attempts).await {
             Ok(_) => Ok(()),
@@ -204,7 +222,9 @@ impl Client {
             Ok(())
         })
         .await?;
-        Ok(all)
+        Ok(valid_names(all, "repository", |name| {
+            Repository::parse(name).is_ok()
+        }))
     }
 
     /// Every tag of a repository, following `Link` pages. distribution 2.x answers `"tags": null`
@@ -228,7 +248,7 @@ impl Client {
             },
         )
         .await?;
-        Ok(all)
+        Ok(valid_names(all, "tag", |tag| Tag::parse(tag).is_ok()))
     }
 
     async fn paginate(
@@ -249,6 +269,7 @@ impl Client {
                 scope: scope.clone(),
                 missing: missing.clone(),
                 max_body: MAX_LIST_BYTES,
+                repeat: Repeat::Safe,
             };
             let response = self.transport.send(&request).await?;
             let info = info(&request);
@@ -372,6 +393,10 @@ impl Client {
                 reference: reference.to_owned(),
             },
             max_body: MAX_MANIFEST_BYTES,
+            // GET and HEAD read; a manifest PUT of the same bytes stores the same thing again; a
+            // repeated DELETE answers 404, which the transport takes as done when the first
+            // answer was lost.
+            repeat: Repeat::Safe,
         }
     }
 
@@ -385,7 +410,7 @@ impl Client {
 
     /// Deletes a tag without touching its manifest, through the OCI 1.1 `DELETE
     /// /v2/<name>/manifests/<tag>`. Registries that do not support it answer 400 (distribution
-    /// 2.x: `DIGEST_INVALID`) or 405; see `apply::UntagMethod` for how regsweep probes this
+    /// 2.x: `DIGEST_INVALID`) or 405; see `delete::UntagMethod` for how regsweep probes this
     /// safely, because some registries delete the whole image with every tag instead.
     pub async fn delete_tag(&self, repository: &str, tag: &str) -> Result<(), RegistryError> {
         let mut request = self.manifest_request(Method::DELETE, repository, tag);
@@ -396,6 +421,16 @@ impl Client {
     /// Uploads a small blob in one request pair (POST, then PUT with the digest) and returns its
     /// digest. Used for the placeholder manifests that untag on registries without tag deletion.
     pub async fn upload_blob(&self, repository: &str, bytes: Vec<u8>) -> Result<Digest, RegistryError> {
+        // The final PUT is not repeated on its own (it consumes the upload session); when its
+        // answer is lost, the whole upload runs once more: storing the same blob twice is
+        // harmless.
+        match self.upload_blob_once(repository, bytes.clone()).await {
+            Err(RegistryError::Connect { .. }) => self.upload_blob_once(repository, bytes).await,
+            other => other,
+        }
+    }
+
+    async fn upload_blob_once(&self, repository: &str, bytes: Vec<u8>) -> Result<Digest, RegistryError> {
         let digest = Digest::sha256(&bytes);
         let scope = Scope::repository(repository, &["pull", "push"]);
         let start = Request {
@@ -406,6 +441,8 @@ impl Client {
             scope: scope.clone(),
             missing: Missing::Repository(repository.to_owned()),
             max_body: MAX_LIST_BYTES,
+            // A repeated POST only opens another upload session, which the registry expires.
+            repeat: Repeat::Safe,
         };
         let response = self.transport.send(&start).await?;
         let location = response
@@ -428,6 +465,9 @@ impl Client {
             scope,
             missing: Missing::Repository(repository.to_owned()),
             max_body: MAX_LIST_BYTES,
+            // The final PUT consumes the upload session: a repeat after a lost answer would
+            // fail with BLOB_UPLOAD_UNKNOWN even when the first one stored the blob.
+            repeat: Repeat::OnlyIfUnsent,
         };
         self.transport.send(&finish).await?;
         Ok(digest)
@@ -481,6 +521,7 @@ impl Client {
                 digest: digest.to_string(),
             },
             max_body: max_bytes,
+            repeat: Repeat::Safe,
         };
         let response = self.transport.send(&request).await?;
         if digest.verify(&response.body) == Some(false) {
@@ -528,6 +569,25 @@ impl Client {
             Err(err) => Err(err),
         }
     }
+}
+
+/// Keeps the names a listing returned that the distribution grammar accepts, and warns about
+/// each other one: they go into URL paths, where a name with `..`, `?`, `#` or `%` would address
+/// something else than the entry listed.
+fn valid_names(names: Vec<String>, what: &str, valid: impl Fn(&str) -> bool) -> Vec<String> {
+    names
+        .into_iter()
+        .filter(|name| {
+            let ok = valid(name);
+            if !ok {
+                let shown: String = name.chars().take(200).collect();
+                tracing::warn!(
+                    "skipping {what} {shown:?} listed by the registry: it is not a valid {what} name"
+                );
+            }
+            ok
+        })
+        .collect()
 }
 
 fn verify_manifest_digest(
@@ -602,12 +662,14 @@ fn build_http(options: &ClientOptions) -> Result<reqwest::Client, RegistryError>
     for path in &options.ca_files {
         let pem = std::fs::read(path)
             .map_err(|e| RegistryError::Config(format!("cannot read CA file {}: {e}", path.display())))?;
-        let found = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            RegistryError::Config(format!(
-                "CA file {} is not a PEM certificate bundle: {e}",
-                path.display()
-            ))
-        })?;
+        let found = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                RegistryError::Config(format!(
+                    "CA file {} is not a PEM certificate bundle: {e}",
+                    path.display()
+                ))
+            })?;
         if found.is_empty() {
             return Err(RegistryError::Config(format!(
                 "CA file {} holds no PEM certificate",
@@ -616,8 +678,9 @@ fn build_http(options: &ClientOptions) -> Result<reqwest::Client, RegistryError>
         }
         certs.extend(found);
     }
-    if !certs.is_empty() {
-        builder = builder.tls_certs_merge(certs);
+    if !certs.is_empty() && !options.insecure {
+        let config = tls::client_config(certs).map_err(RegistryError::Config)?;
+        builder = builder.tls_backend_preconfigured(config);
     }
     builder
         .build()

@@ -10,7 +10,6 @@
 //! response's `scope`, so a refused request can name the permission that is missing.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,7 @@ use serde::Deserialize;
 
 use super::auth::{Credentials, Scope, Secret, base64_decode, scope_list};
 use super::error::parse_error_body;
-use super::transport::{RetryPolicy, describe_reqwest_error, parse_retry_after};
+use super::http::{self, AttemptError, Repeat, RetryPolicy, describe_reqwest_error};
 
 /// Lifetime assumed when the token server does not say (token.md: "defaults to 60 seconds").
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
@@ -86,24 +85,6 @@ impl std::fmt::Display for BearerRealm {
         }
         Ok(())
     }
-}
-
-/// Whether credentials may go to `realm` for a registry at `registry`: over HTTPS always; over
-/// plain HTTP only when both the realm and the registry are plain HTTP on loopback (a test or
-/// development setup on one machine), or when the user explicitly allowed insecure auth.
-pub fn may_send_credentials(registry: &Url, realm: &Url, allow_insecure: bool) -> bool {
-    realm.scheme() == "https"
-        || allow_insecure
-        || (registry.scheme() == "http" && is_loopback_url(registry) && is_loopback_url(realm))
-}
-
-/// Whether a URL's host is on loopback (`localhost`, 127.0.0.0/8, `::1`).
-pub fn is_loopback_url(url: &Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A bearer token with what is known about it.
@@ -389,87 +370,48 @@ impl TokenClient {
         .await
     }
 
-    /// Sends a token request, retrying connection failures, 429 and 5xx like registry requests.
+    /// Sends a token request, retrying like registry requests. Asking for a token twice is
+    /// harmless, so every transient failure is retried.
     async fn send(
         &self,
         realm: &BearerRealm,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<(StatusCode, Vec<u8>), TokenError> {
         let realm_text = realm.realm.to_string();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let wait = match read_response(build()).await {
-                Ok((status, retry_after, body)) => {
-                    let transient = status == StatusCode::TOO_MANY_REQUESTS
-                        || matches!(status.as_u16(), 500 | 502 | 503 | 504);
-                    if !transient {
-                        return Ok((status, body));
-                    }
-                    if attempt >= self.retry.max_attempts {
-                        return Err(TokenError::Status {
-                            realm: realm_text,
-                            status: status.as_u16(),
-                            detail: error_detail(&body),
-                            attempts: attempt,
-                        });
-                    }
-                    retry_after
-                        .and_then(|v| parse_retry_after(&v, jiff::Timestamp::now()))
-                        .map(|d| d.min(self.retry.max_retry_after))
-                        .unwrap_or_else(|| self.retry.backoff(attempt, fastrand::f64()))
-                }
-                Err(ReadError::TooLarge) => {
-                    return Err(TokenError::Malformed {
-                        realm: realm_text,
-                        reason: format!("the response is over {MAX_TOKEN_RESPONSE} bytes"),
-                    });
-                }
-                Err(ReadError::Transport(err)) => {
-                    let retryable = err.is_connect() || err.is_timeout() || err.is_request();
-                    if !retryable || attempt >= self.retry.max_attempts {
-                        let cause = describe_reqwest_error(&err);
-                        return Err(TokenError::Connect {
-                            realm: realm_text,
-                            cause: if attempt > 1 {
-                                format!("{cause} (after {attempt} attempts)")
-                            } else {
-                                cause
-                            },
-                        });
-                    }
-                    self.retry.backoff(attempt, fastrand::f64())
-                }
-            };
-            tracing::info!(realm = %realm.realm, attempt, "token request failed transiently, retrying");
-            tokio::time::sleep(wait).await;
+        let outcome = http::with_retries(
+            &self.retry,
+            self.retry.max_attempts,
+            Repeat::Safe,
+            &realm_text,
+            || http::exchange(build(), MAX_TOKEN_RESPONSE),
+        )
+        .await;
+        let attempts = outcome.attempts;
+        match outcome.result {
+            Ok(exchange) if http::is_transient_status(exchange.status) => Err(TokenError::Status {
+                realm: realm_text,
+                status: exchange.status.as_u16(),
+                detail: error_detail(&exchange.body),
+                attempts,
+            }),
+            Ok(exchange) => Ok((exchange.status, exchange.body)),
+            Err(AttemptError::TooLarge) => Err(TokenError::Malformed {
+                realm: realm_text,
+                reason: format!("the response is over {MAX_TOKEN_RESPONSE} bytes"),
+            }),
+            Err(AttemptError::Transport(err)) => {
+                let cause = describe_reqwest_error(&err);
+                Err(TokenError::Connect {
+                    realm: realm_text,
+                    cause: if attempts > 1 {
+                        format!("{cause} (after {attempts} attempts)")
+                    } else {
+                        cause
+                    },
+                })
+            }
         }
     }
-}
-
-enum ReadError {
-    Transport(reqwest::Error),
-    TooLarge,
-}
-
-async fn read_response(
-    builder: reqwest::RequestBuilder,
-) -> Result<(StatusCode, Option<String>, Vec<u8>), ReadError> {
-    let mut response = builder.send().await.map_err(ReadError::Transport)?;
-    let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
-        if body.len() + chunk.len() > MAX_TOKEN_RESPONSE {
-            return Err(ReadError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok((status, retry_after, body))
 }
 
 /// The cache key part for a scope list: order-independent.
@@ -757,60 +699,6 @@ mod tests {
             assert!(matches!(err, TokenError::BadRealm { .. }), "{bad:?}");
             assert!(!err.to_string().contains("pw@"), "{err}");
         }
-    }
-
-    #[test]
-    fn credentials_go_to_realms_only_over_https_or_loopback_http() {
-        let url = |s| Url::parse(s).unwrap();
-        let plain_local = url("http://127.0.0.1:5000/");
-        let tls_local = url("https://127.0.0.1:5000/");
-        let remote = url("https://registry.example.com/");
-        let plain_remote = url("http://registry.example.com/");
-        assert!(may_send_credentials(
-            &remote,
-            &url("https://auth.example.com/token"),
-            false
-        ));
-        assert!(may_send_credentials(
-            &plain_local,
-            &url("https://auth.example.com/t"),
-            false
-        ));
-        assert!(may_send_credentials(
-            &plain_local,
-            &url("http://localhost:9/token"),
-            false
-        ));
-        assert!(may_send_credentials(
-            &plain_local,
-            &url("http://[::1]:9/token"),
-            false
-        ));
-        assert!(!may_send_credentials(
-            &tls_local,
-            &url("http://127.0.0.1:9/token"),
-            false
-        ));
-        assert!(!may_send_credentials(
-            &remote,
-            &url("http://auth.example.com/token"),
-            false
-        ));
-        assert!(!may_send_credentials(
-            &plain_remote,
-            &url("http://auth.example.com/t"),
-            false
-        ));
-        assert!(!may_send_credentials(
-            &plain_local,
-            &url("http://auth.example.com/t"),
-            false
-        ));
-        assert!(may_send_credentials(
-            &remote,
-            &url("http://auth.example.com/t"),
-            true
-        ));
     }
 
     #[test]

@@ -7,69 +7,25 @@
 //! Credentials go only to the registry's own origin (every URL is built from `base`, `Link`
 //! targets are checked in `link.rs`, and reqwest drops `Authorization` on redirects to another
 //! host, port or scheme) and to the token realm the registry names, under the rules of
-//! [`may_send_credentials`]. Basic credentials go over plain HTTP only to loopback, unless
+//! [`super::auth::may_send_credentials`]. Basic credentials go over plain HTTP only to loopback, unless
 //! insecure auth is allowed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode, Url};
 use tokio::sync::Semaphore;
 
-use super::auth::{Challenge, Credentials, Scope, merge_scopes, parse_challenges, scope_list};
+use super::auth::{
+    Challenge, Credentials, Scope, may_send_basic, may_send_credentials, merge_scopes, parse_challenges,
+    scope_list,
+};
 use super::error::{Missing, RegistryError, RequestInfo, parse_error_body};
-use super::token::{BearerRealm, Token, TokenClient, TokenError, is_loopback_url, may_send_credentials};
-
-/// Retry policy for transient failures (connection errors, 429, 5xx).
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Total attempts, including the first.
-    pub max_attempts: u32,
-    /// Delay before the second attempt; doubled for each further attempt.
-    pub base_delay: Duration,
-    /// Upper bound for one computed delay.
-    pub max_delay: Duration,
-    /// Upper bound for a server-requested `Retry-After`.
-    pub max_retry_after: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(8),
-            max_retry_after: Duration::from_secs(60),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The delay before attempt `attempt + 1` (attempts count from 1): exponential with "equal
-    /// jitter" (between half and all of the exponential value), so that many clients retrying at
-    /// once spread out, but a retry never comes immediately.
-    pub fn backoff(&self, attempt: u32, jitter: f64) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << (attempt.saturating_sub(1)).min(16));
-        let capped = exp.min(self.max_delay);
-        capped.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
-    }
-}
-
-/// Parses `Retry-After`: delta-seconds or an HTTP-date (RFC 9110 §10.2.3).
-pub fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let when = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
-    let delta = when.duration_since(now);
-    Some(Duration::try_from(delta).unwrap_or(Duration::ZERO))
-}
+use super::http::{self, AttemptError, Exchange, Repeat, RetryPolicy, describe_reqwest_error};
+use super::token::{BearerRealm, Token, TokenClient, TokenError};
 
 /// How requests to this registry are authenticated at the moment. It starts anonymous; the first
 /// 401 says which scheme the registry wants, and from then on every request carries it.
@@ -131,6 +87,8 @@ pub struct Request<'a> {
     pub missing: Missing,
     /// Largest body accepted.
     pub max_body: usize,
+    /// Whether sending it twice is harmless, which decides what failures are retried.
+    pub repeat: Repeat,
 }
 
 /// A successful (2xx) response with its body read.
@@ -219,7 +177,7 @@ impl Transport {
     /// Whether basic credentials may go to the registry itself: over HTTPS, to loopback, or
     /// when insecure auth was allowed.
     fn may_send_basic(&self) -> bool {
-        self.base.scheme() == "https" || is_loopback_url(&self.base) || self.allow_insecure_auth
+        may_send_basic(&self.base, self.allow_insecure_auth)
     }
 
     /// Sends a request, retrying transient failures, and returns the 2xx response or the error.
@@ -243,9 +201,7 @@ impl Transport {
             token_replaced: false,
             retries: 0,
         };
-        let mut attempt = 0;
         loop {
-            attempt += 1;
             let auth =
                 self.authorization(req, &progress)
                     .await
@@ -255,50 +211,14 @@ impl Transport {
                         hint: err.to_string(),
                     })?;
             let started = Instant::now();
-            let outcome = {
-                let _permit = self
-                    .limiter
-                    .acquire()
-                    .await
-                    .expect("the semaphore is never closed");
-                self.attempt(req, &auth).await
-            };
-            let retry_in = match outcome {
-                Ok((status, headers, body, url)) => {
-                    tracing::debug!(method = %req.method, url = %req.url, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
-                    if status.is_success() {
-                        return Ok(Response { headers, body, url });
-                    }
-                    if status == StatusCode::UNAUTHORIZED && progress.retries < MAX_AUTH_RETRIES {
-                        match self.on_unauthorized(req, &headers, &auth, &mut progress).await {
-                            Reaction::Retry => {
-                                progress.retries += 1;
-                                attempt -= 1;
-                                continue;
-                            }
-                            Reaction::Fail(hint) => {
-                                return Err(RegistryError::Unauthorized {
-                                    request: info,
-                                    errors: parse_error_body(&body),
-                                    hint,
-                                });
-                            }
-                            Reaction::Report => {}
-                        }
-                    }
-                    let transient = status == StatusCode::TOO_MANY_REQUESTS
-                        || matches!(status.as_u16(), 500 | 502 | 503 | 504);
-                    if !transient || attempt >= max_attempts {
-                        return Err(self.status_error(req, info, status, &headers, &body, attempt, &auth));
-                    }
-                    let server = headers
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()))
-                        .map(|d| d.min(self.retry.max_retry_after));
-                    tracing::info!(method = %req.method, url = %req.url, status = status.as_u16(), attempt, "transient error, retrying");
-                    server.unwrap_or_else(|| self.retry.backoff(attempt, fastrand::f64()))
-                }
+            let outcome =
+                http::with_retries(&self.retry, max_attempts, req.repeat, &info.to_string(), || {
+                    self.attempt(req, &auth)
+                })
+                .await;
+            let attempts = outcome.attempts;
+            let exchange = match outcome.result {
+                Ok(exchange) => exchange,
                 Err(AttemptError::TooLarge) => {
                     return Err(RegistryError::TooLarge {
                         request: info,
@@ -307,23 +227,69 @@ impl Transport {
                 }
                 Err(AttemptError::Transport(err)) => {
                     let cause = describe_reqwest_error(&err);
-                    tracing::debug!(method = %req.method, url = %req.url, %cause, "request failed");
-                    if attempt >= max_attempts || !(err.is_connect() || err.is_timeout() || err.is_request())
-                    {
-                        return Err(RegistryError::Connect {
-                            host: self.host.clone(),
-                            request: info,
-                            cause: if attempt > 1 {
-                                format!("{cause} (after {attempt} attempts)")
-                            } else {
-                                cause
-                            },
-                        });
-                    }
-                    self.retry.backoff(attempt, fastrand::f64())
+                    return Err(RegistryError::Connect {
+                        host: self.host.clone(),
+                        request: info,
+                        certificate: http::is_certificate_error(&cause),
+                        cause: if attempts > 1 {
+                            format!("{cause} (after {attempts} attempts)")
+                        } else {
+                            cause
+                        },
+                    });
                 }
             };
-            tokio::time::sleep(retry_in).await;
+            let Exchange {
+                status,
+                headers,
+                body,
+                url,
+            } = exchange;
+            tracing::debug!(method = %req.method, url = %req.url, status = status.as_u16(), attempts, elapsed_ms = started.elapsed().as_millis() as u64, "request");
+            if status.is_success() {
+                return Ok(Response { headers, body, url });
+            }
+            // Parsed once per response, so a malformed header is warned about once.
+            let challenges = if status == StatusCode::UNAUTHORIZED {
+                challenges(&headers)
+            } else {
+                Vec::new()
+            };
+            if status == StatusCode::UNAUTHORIZED && progress.retries < MAX_AUTH_RETRIES {
+                match self.on_unauthorized(req, &challenges, &auth, &mut progress).await {
+                    Reaction::Retry => {
+                        progress.retries += 1;
+                        continue;
+                    }
+                    Reaction::Fail(hint) => {
+                        return Err(RegistryError::Unauthorized {
+                            request: info,
+                            errors: parse_error_body(&body),
+                            hint,
+                        });
+                    }
+                    Reaction::Report => {}
+                }
+            }
+            if status == StatusCode::NOT_FOUND && req.method == Method::DELETE && outcome.earlier_answer_lost
+            {
+                // An earlier attempt went out and its answer was lost; the 404 of the repeat
+                // says the thing is gone, which is what was asked.
+                tracing::info!(method = %req.method, url = %req.url, "already gone after an answer was lost: taking the earlier attempt as done");
+                return Ok(Response { headers, body, url });
+            }
+            return Err(self.status_error(
+                req,
+                info,
+                Answer {
+                    status,
+                    headers: &headers,
+                    challenges: &challenges,
+                    body: &body,
+                },
+                attempts,
+                &auth,
+            ));
         }
     }
 
@@ -377,11 +343,12 @@ impl Transport {
         }
     }
 
-    async fn attempt(
-        &self,
-        req: &Request<'_>,
-        auth: &Auth,
-    ) -> Result<(StatusCode, HeaderMap, Vec<u8>, Url), AttemptError> {
+    async fn attempt(&self, req: &Request<'_>, auth: &Auth) -> Result<Exchange, AttemptError> {
+        let _permit = self
+            .limiter
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         self.sent.fetch_add(1, Ordering::Relaxed);
         let mut builder = self.http.request(req.method.clone(), req.url.clone());
         if let Some(accept) = req.accept {
@@ -405,23 +372,7 @@ impl Transport {
                 builder = builder.bearer_auth(token.value.expose());
             }
         }
-        let mut response = builder.send().await.map_err(AttemptError::Transport)?;
-        let status = response.status();
-        let url = response.url().clone();
-        if response
-            .content_length()
-            .is_some_and(|len| len > req.max_body as u64)
-        {
-            return Err(AttemptError::TooLarge);
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(AttemptError::Transport)? {
-            if body.len() + chunk.len() > req.max_body {
-                return Err(AttemptError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok((status, response.headers().clone(), body, url))
+        http::exchange(builder, req.max_body).await
     }
 
     /// Reacts to a 401: learns the scheme the registry wants, widens a token's scope when the
@@ -429,11 +380,10 @@ impl Transport {
     async fn on_unauthorized(
         &self,
         req: &Request<'_>,
-        headers: &HeaderMap,
+        challenges: &[Challenge],
         auth: &Auth,
         progress: &mut AuthProgress,
     ) -> Reaction {
-        let challenges = challenges(headers);
         let bearer = challenges.iter().find(|c| c.scheme == "bearer");
         let basic = challenges.iter().any(|c| c.scheme == "basic");
         let have_creds = self.credentials.is_some();
@@ -600,23 +550,26 @@ impl Transport {
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn status_error(
         &self,
         req: &Request<'_>,
         request: RequestInfo,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
+        answer: Answer<'_>,
         attempts: u32,
         auth: &Auth,
     ) -> RegistryError {
+        let Answer {
+            status,
+            headers,
+            challenges,
+            body,
+        } = answer;
         let errors = parse_error_body(body);
         match status {
             StatusCode::UNAUTHORIZED => RegistryError::Unauthorized {
                 request,
                 errors,
-                hint: self.unauthorized_hint(headers, &req.scope, auth),
+                hint: self.unauthorized_hint(challenges, &req.scope, auth),
             },
             StatusCode::FORBIDDEN => RegistryError::Denied { request, errors },
             StatusCode::NOT_FOUND => RegistryError::NotFound {
@@ -641,8 +594,7 @@ impl Transport {
         }
     }
 
-    fn unauthorized_hint(&self, headers: &HeaderMap, scope: &Scope, auth: &Auth) -> String {
-        let challenges = challenges(headers);
+    fn unauthorized_hint(&self, challenges: &[Challenge], scope: &Scope, auth: &Auth) -> String {
         let basic = challenges.iter().any(|c| c.scheme == "basic");
         match (auth, &self.credentials) {
             (Auth::Bearer { realm, .. }, _) => format!(
@@ -672,11 +624,16 @@ impl Transport {
     }
 }
 
-enum AttemptError {
-    Transport(reqwest::Error),
-    TooLarge,
+/// A non-2xx answer, for building its error.
+struct Answer<'a> {
+    status: StatusCode,
+    headers: &'a HeaderMap,
+    challenges: &'a [Challenge],
+    body: &'a [u8],
 }
 
+/// The `WWW-Authenticate` challenges of a response; a malformed header is warned about and
+/// skipped.
 fn challenges(headers: &HeaderMap) -> Vec<Challenge> {
     headers
         .get_all(WWW_AUTHENTICATE)
@@ -729,64 +686,5 @@ fn method_not_allowed_hint(
             .to_owned()
     } else {
         format!("the registry does not support {method} on this endpoint")
-    }
-}
-
-pub(super) fn describe_reqwest_error(err: &reqwest::Error) -> String {
-    // reqwest's own messages are generic ("error sending request for url …", "client error
-    // (Connect)"); the causes under them say what happened ("Connection refused", "invalid peer
-    // certificate: UnknownIssuer").
-    let mut parts: Vec<String> = Vec::new();
-    let mut cause: Option<&dyn std::error::Error> = Some(err);
-    while let Some(current) = cause {
-        let text = current.to_string();
-        let generic = text.starts_with("error sending request") || text.starts_with("client error");
-        if !generic && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cause = current.source();
-    }
-    if parts.is_empty() {
-        parts.push(err.to_string());
-    }
-    if err.is_timeout() && !parts.iter().any(|p| p.contains("timed out")) {
-        parts.push("timed out".to_owned());
-    }
-    let mut message = parts.join(": ");
-    if message.contains("certificate") || message.contains("InvalidCertificate") {
-        message.push_str(
-            " (pass --ca-file with the CA that signed the registry's certificate, or --insecure to skip verification)",
-        );
-    }
-    message
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_bounded() {
-        let p = RetryPolicy::default();
-        assert_eq!(p.backoff(1, 1.0), Duration::from_millis(250));
-        assert_eq!(p.backoff(1, 0.0), Duration::from_millis(125));
-        assert_eq!(p.backoff(3, 1.0), Duration::from_secs(1));
-        assert_eq!(p.backoff(30, 1.0), Duration::from_secs(8));
-        assert!(p.backoff(2, 0.3) >= Duration::from_millis(250));
-    }
-
-    #[test]
-    fn retry_after_forms() {
-        let now: jiff::Timestamp = "2026-11-22T10:00:00Z".parse().unwrap();
-        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        assert_eq!(
-            parse_retry_after("Sun, 22 Nov 2026 10:00:30 GMT", now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 22 Nov 2026 09:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
     }
 }

@@ -21,6 +21,10 @@ pub struct RegistryOptions {
     pub read_only: bool,
     /// Serve HTTPS with a certificate for `127.0.0.1` and `localhost` signed by a fresh CA.
     pub tls: bool,
+    /// With `tls`: serve a self-signed certificate that is its own CA (`basicConstraints
+    /// CA:TRUE`, as `openssl req -x509` makes by Docker's recipe) instead of one signed by a
+    /// separate CA. [`crate::TestRegistry::ca_cert_path`] is then that certificate.
+    pub tls_self_signed: bool,
     /// `(user, password)` pairs for htpasswd basic auth (bcrypt, cost 4). The first one is used by
     /// [`crate::TestRegistry::client`].
     pub htpasswd: Option<Vec<(String, String)>>,
@@ -69,6 +73,7 @@ impl Default for RegistryOptions {
             delete_enabled: true,
             read_only: false,
             tls: false,
+            tls_self_signed: false,
             htpasswd: None,
             storage_root: None,
             extra_config: None,
@@ -88,6 +93,12 @@ impl RegistryOptions {
     }
     pub fn with_tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+    /// HTTPS with a self-signed certificate that is its own CA (see `tls_self_signed`).
+    pub fn with_self_signed_tls(mut self) -> Self {
+        self.tls = true;
+        self.tls_self_signed = true;
         self
     }
     pub fn read_only(mut self) -> Self {
@@ -130,6 +141,8 @@ pub(crate) struct TlsFiles {
     pub key: PathBuf,
     /// Directory holding `ca.crt`, in the layout `skopeo --cert-dir` expects.
     pub cert_dir: PathBuf,
+    /// The server certificate is its own CA.
+    pub self_signed: bool,
 }
 
 /// Everything needed to render `config.yml`.
@@ -221,12 +234,37 @@ pub(crate) fn htpasswd_content(users: &[(String, String)]) -> Result<String> {
 
 /// Create a CA and a server certificate (SANs `127.0.0.1`, `localhost`) signed by it, write them
 /// as PEM into `dir`.
-pub(crate) fn write_tls_files(dir: &Path) -> Result<TlsFiles> {
+pub(crate) fn write_tls_files(dir: &Path, self_signed: bool) -> Result<TlsFiles> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
         KeyUsagePurpose,
     };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let files = TlsFiles {
+        ca_cert: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server-key.pem"),
+        cert_dir: dir.join("certs.d"),
+        self_signed,
+    };
+    std::fs::create_dir_all(&files.cert_dir)?;
+    let server_names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+
+    if self_signed {
+        // What `openssl req -x509 -newkey … -subj /CN=127.0.0.1 -addext subjectAltName=IP:…`
+        // makes: one certificate, self-signed, with openssl's default v3_ca extensions
+        // (basicConstraints CA:TRUE).
+        let mut params = CertificateParams::new(server_names)?;
+        params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().context("generating the self-signed key")?;
+        let cert = params.self_signed(&key).context("self-signing the certificate")?;
+        std::fs::write(&files.ca_cert, cert.pem())?;
+        std::fs::write(files.cert_dir.join("ca.crt"), cert.pem())?;
+        std::fs::write(&files.cert, cert.pem())?;
+        std::fs::write(&files.key, key.serialize_pem())?;
+        return Ok(files);
+    }
 
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -238,7 +276,7 @@ pub(crate) fn write_tls_files(dir: &Path) -> Result<TlsFiles> {
     let ca_cert = ca_params.self_signed(&ca_key).context("self-signing CA")?;
     let issuer = Issuer::new(ca_params, ca_key);
 
-    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+    let mut leaf = CertificateParams::new(server_names)?;
     leaf.distinguished_name
         .push(DnType::CommonName, "regsweep-testkit registry");
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -249,13 +287,6 @@ pub(crate) fn write_tls_files(dir: &Path) -> Result<TlsFiles> {
         .signed_by(&leaf_key, &issuer)
         .context("signing server certificate")?;
 
-    let files = TlsFiles {
-        ca_cert: dir.join("ca.pem"),
-        cert: dir.join("server.pem"),
-        key: dir.join("server-key.pem"),
-        cert_dir: dir.join("certs.d"),
-    };
-    std::fs::create_dir_all(&files.cert_dir)?;
     std::fs::write(&files.ca_cert, ca_cert.pem())?;
     std::fs::write(files.cert_dir.join("ca.crt"), ca_cert.pem())?;
     std::fs::write(&files.cert, leaf_cert.pem())?;

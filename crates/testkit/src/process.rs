@@ -74,7 +74,10 @@ impl TestRegistry {
         std::fs::create_dir_all(&storage_root)
             .with_context(|| format!("creating storage root {}", storage_root.display()))?;
         let tls = if opts.tls {
-            Some(config::write_tls_files(&dir.path().join("tls"))?)
+            Some(config::write_tls_files(
+                &dir.path().join("tls"),
+                opts.tls_self_signed,
+            )?)
         } else {
             None
         };
@@ -207,7 +210,8 @@ impl TestRegistry {
             Some(t) => Some(std::fs::read(&t.ca_cert).context("reading the test CA")?),
             None => None,
         };
-        let pusher = Pusher::connect(&self.base_url(), creds, ca.as_deref())?;
+        let self_signed = self.tls.as_ref().is_some_and(|t| t.self_signed);
+        let pusher = Pusher::connect_trusting(&self.base_url(), creds, ca.as_deref(), self_signed)?;
         Ok(match &self.opts.token_auth {
             Some(token) => pusher.with_token_auth(&token.realm, &token.service)?,
             None => pusher,

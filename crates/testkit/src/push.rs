@@ -119,6 +119,18 @@ impl Pusher {
     /// Client with optional basic-auth credentials and an optional PEM CA that then becomes the
     /// only trusted root.
     pub fn connect(base_url: &str, creds: Option<(&str, &str)>, ca_pem: Option<&[u8]>) -> Result<Self> {
+        Self::connect_trusting(base_url, creds, ca_pem, false)
+    }
+
+    /// Like [`Pusher::connect`]; `any_certificate` skips certificate verification, for a
+    /// registry whose self-signed certificate is its own CA (which rustls refuses as a server
+    /// certificate, see regsweep's `--ca-file`).
+    pub(crate) fn connect_trusting(
+        base_url: &str,
+        creds: Option<(&str, &str)>,
+        ca_pem: Option<&[u8]>,
+        any_certificate: bool,
+    ) -> Result<Self> {
         let mut base = Url::parse(base_url).with_context(|| format!("invalid URL {base_url}"))?;
         ensure!(
             matches!(base.scheme(), "http" | "https"),
@@ -134,7 +146,9 @@ impl Pusher {
             .user_agent(concat!("regsweep-testkit/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120));
-        if let Some(pem) = ca_pem {
+        if any_certificate {
+            b = b.tls_danger_accept_invalid_certs(true);
+        } else if let Some(pem) = ca_pem {
             let cert = reqwest::Certificate::from_pem(pem).context("invalid CA PEM")?;
             b = b.tls_certs_only([cert]);
         }

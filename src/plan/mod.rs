@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::graph::{RepoGraph, referrer_tag_subject};
+use crate::graph::RepoGraph;
 
 /// Version of the plan JSON format (docs/json.md).
 pub const PLAN_FORMAT: u32 = 1;
@@ -93,6 +93,15 @@ pub enum Action {
         /// Actions run in phases; everything in phase n refers to nothing in a later phase.
         phase: u32,
     },
+    /// Delete regsweep's own placeholder that `tag` was left pointing at by an interrupted
+    /// untag; that removes the tag, which completes the untag.
+    RemovePlaceholder {
+        tag: String,
+        placeholder: Digest,
+        /// The digest the tag pointed at before the interrupted untag, when recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        untag_of: Option<Digest>,
+    },
 }
 
 /// The plan for one repository.
@@ -124,6 +133,9 @@ pub struct Totals {
     pub bytes_freed: u64,
     pub repositories_refused: usize,
     pub repositories_with_errors: usize,
+    /// Tags left on regsweep's placeholders by interrupted runs, removed by `apply`.
+    #[serde(default)]
+    pub leftovers_removed: usize,
 }
 
 /// A whole plan: what `plan -o` writes and `apply` reads.
@@ -134,6 +146,45 @@ pub struct Plan {
     pub created: String,
     pub repositories: Vec<RepoPlan>,
     pub totals: Totals,
+}
+
+impl Plan {
+    /// Adds the repositories of another plan of the same registry (`rm` plans each repository
+    /// on its own and reports them as one). Totals are summed, so a blob freed in two
+    /// repositories counts twice.
+    pub fn merge(&mut self, other: Plan) {
+        let (a, b) = (&mut self.totals, other.totals);
+        a.repositories += b.repositories;
+        a.tags_kept += b.tags_kept;
+        a.tags_deleted += b.tags_deleted;
+        a.tags_untagged += b.tags_untagged;
+        a.manifests_deleted += b.manifests_deleted;
+        a.bytes_freed += b.bytes_freed;
+        a.repositories_refused += b.repositories_refused;
+        a.repositories_with_errors += b.repositories_with_errors;
+        a.leftovers_removed += b.leftovers_removed;
+        self.repositories.extend(other.repositories);
+    }
+
+    /// Distinct actions in the plan (a hand-edited file may list one twice): untags, manifest
+    /// deletions and leftover removals.
+    pub fn distinct_actions(&self) -> (usize, usize, usize) {
+        let mut seen: HashSet<(&str, &str, &str)> = HashSet::new();
+        let (mut untags, mut deletes, mut leftovers) = (0, 0, 0);
+        for repo in &self.repositories {
+            for action in &repo.actions {
+                let (kind, key, counter) = match action {
+                    Action::Untag { tag, .. } => ("untag", tag.as_str(), &mut untags),
+                    Action::DeleteManifest { digest, .. } => ("delete", digest.as_str(), &mut deletes),
+                    Action::RemovePlaceholder { tag, .. } => ("leftover", tag.as_str(), &mut leftovers),
+                };
+                if seen.insert((repo.repository.as_str(), kind, key)) {
+                    *counter += 1;
+                }
+            }
+        }
+        (untags, deletes, leftovers)
+    }
 }
 
 /// Plans one repository. `kept_elsewhere` are blobs that kept content in other repositories
@@ -188,9 +239,16 @@ fn plan_repository(graph: &RepoGraph, decisions: &Decisions) -> (RepoPlan, HashS
         .collect();
     deleted.extend(decisions.forced.iter().cloned());
 
+    for (tag, leftover) in &graph.leftovers {
+        repo.actions.push(Action::RemovePlaceholder {
+            tag: tag.clone(),
+            placeholder: leftover.placeholder.clone(),
+            untag_of: leftover.info.untag_of.clone(),
+        });
+    }
     for (tag, digest) in &graph.tags {
         let verdict = verdicts.get(tag.as_str());
-        let (action, reason) = match (referrer_tag_subject(tag), verdict) {
+        let (action, reason) = match (graph.tag_subject(tag, digest), verdict) {
             // Referrer tags follow their subject.
             (Some(subject), _) => {
                 if deleted.contains(digest) {
@@ -291,7 +349,7 @@ fn why_needed(graph: &RepoGraph, digest: &Digest, verdicts: &HashMap<&str, &Verd
     let kept_tags: Vec<String> = graph
         .tags_of(digest)
         .into_iter()
-        .filter(|t| referrer_tag_subject(t).is_none() && verdicts.get(t.as_str()).is_none_or(|v| v.keep))
+        .filter(|t| graph.tag_subject(t, digest).is_none() && verdicts.get(t.as_str()).is_none_or(|v| v.keep))
         .collect();
     if !kept_tags.is_empty() {
         return format!("kept tag(s) {} share its digest", kept_tags.join(", "));
@@ -312,22 +370,26 @@ fn role(graph: &RepoGraph, digest: &Digest, deleted: &HashSet<Digest>) -> Role {
     if graph.policy_tags().any(|(_, d)| d == digest) {
         return Role::Tagged;
     }
-    if let Some((parent, _)) = graph
-        .nodes
-        .iter()
-        .find(|(p, n)| deleted.contains(*p) && n.children.contains(digest))
-    {
-        return Role::Child {
-            parent: parent.clone(),
-        };
-    }
+    // A referrer listed in a deleted referrers fallback index is that index's child too; it is
+    // deleted because its subject is, which is what the plan should say.
     if let Some((subject, _)) = graph
         .referrers
         .iter()
-        .find(|(s, refs)| deleted.contains(*s) && refs.contains(digest))
+        .filter(|(s, refs)| deleted.contains(*s) && refs.contains(digest))
+        .min_by_key(|(s, _)| *s)
     {
         return Role::Referrer {
             subject: subject.clone(),
+        };
+    }
+    if let Some((parent, _)) = graph
+        .nodes
+        .iter()
+        .filter(|(p, n)| deleted.contains(*p) && n.children.contains(digest))
+        .min_by_key(|(p, _)| *p)
+    {
+        return Role::Child {
+            parent: parent.clone(),
         };
     }
     Role::Tagged
@@ -335,7 +397,7 @@ fn role(graph: &RepoGraph, digest: &Digest, deleted: &HashSet<Digest>) -> Role {
 
 /// Phase of each deleted manifest: 0 for those nothing deleted refers to, and one more than the
 /// deepest deleted manifest that refers to it (as index parent or as referrer).
-fn phases(graph: &RepoGraph, deleted: &HashSet<Digest>) -> HashMap<Digest, u32> {
+pub(crate) fn phases(graph: &RepoGraph, deleted: &HashSet<Digest>) -> HashMap<Digest, u32> {
     // Edges "from refers to to".
     let mut refers: Vec<(&Digest, &Digest)> = Vec::new();
     for (digest, node) in &graph.nodes {
@@ -428,6 +490,11 @@ pub fn plan(
         bytes_freed: freed_total.values().sum(),
         repositories_refused: repos.iter().filter(|r| r.refused.is_some()).count(),
         repositories_with_errors: repos.iter().filter(|r| !r.errors.is_empty()).count(),
+        leftovers_removed: repos
+            .iter()
+            .flat_map(|r| &r.actions)
+            .filter(|a| matches!(a, Action::RemovePlaceholder { .. }))
+            .count(),
     };
     Plan {
         format: PLAN_FORMAT,
@@ -439,18 +506,12 @@ pub fn plan(
 }
 
 #[cfg(test)]
+mod invariants;
+
+#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::tests::{d, image, index};
-
-    fn graph(tags: &[(&str, u8)], nodes: Vec<(u8, crate::graph::Node)>) -> RepoGraph {
-        RepoGraph {
-            repository: "app".into(),
-            tags: tags.iter().map(|(t, n)| ((*t).to_owned(), d(*n))).collect(),
-            nodes: nodes.into_iter().map(|(n, node)| (d(n), node)).collect(),
-            ..RepoGraph::default()
-        }
-    }
+    use crate::graph::tests::{d, image, index, repo as graph};
 
     fn decide(keep: &[&str], delete: &[&str]) -> Decisions {
         let verdict = |tag: &&str, keep: bool| Verdict {
@@ -480,7 +541,7 @@ mod tests {
             .iter()
             .filter_map(|a| match a {
                 Action::DeleteManifest { digest, .. } => Some(digest.clone()),
-                Action::Untag { .. } => None,
+                Action::Untag { .. } | Action::RemovePlaceholder { .. } => None,
             })
             .collect();
         out.sort();
