@@ -10,6 +10,7 @@
 //!   decides per tag, [`plan`] turns decisions into safe ordered actions (pure), [`retention`]
 //!   ties them together and [`apply`] carries a plan out;
 //! - [`probe`] finds out what a registry allows before anything is done there;
+//! - [`report`] renders `du` and plans as a self-contained HTML page with a treemap;
 //! - [`storage`] reads distribution's on-disk layout, and [`gc`] garbage-collects it.
 //!
 //! The command-line interface lives in the binary (`src/cli`); nothing here depends on it.
@@ -27,5 +28,6 @@ pub mod policy;
 pub mod probe;
 pub mod reference;
 pub mod registry;
+pub mod report;
 pub mod retention;
 pub mod storage;

@@ -453,3 +453,262 @@ mod probe {
         assert!(empty["notes"].to_string().contains("REGISTRY/REPO"), "{empty}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// HTML report: parsed, and its numbers compared with `du --json` and `plan --json`.
+
+mod html {
+    use std::collections::BTreeMap;
+
+    use regex::Regex;
+    use regsweep_testkit::{RegistryOptions, TestRegistry, sample};
+    use serde_json::Value;
+
+    use super::common::regsweep;
+
+    /// The `data-*` attributes of every element that matches `open_tag` (e.g. `<tr`), keyed by
+    /// `data-repo`, after un-escaping.
+    fn rows(html: &str, table_id: &str) -> Vec<BTreeMap<String, String>> {
+        let start = html
+            .find(&format!("<table id=\"{table_id}\""))
+            .unwrap_or_else(|| panic!("no table {table_id}"));
+        let end = start + html[start..].find("</table>").expect("table is closed");
+        let attr = Regex::new(r#"data-([a-z]+)="([^"]*)""#).unwrap();
+        html[start..end]
+            .split("<tr ")
+            .skip(1)
+            .map(|row| {
+                let open = &row[..row.find('>').expect("tag closes")];
+                attr.captures_iter(open)
+                    .map(|c| (c[1].to_owned(), unescape(&c[2])))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn unescape(text: &str) -> String {
+        text.replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    }
+
+    fn number(v: &str) -> u64 {
+        v.parse().unwrap_or_else(|_| panic!("not a number: {v}"))
+    }
+
+    fn assert_self_contained(html: &str) {
+        assert!(html.starts_with("<!DOCTYPE html>"));
+        for needle in [
+            "src=", "href=", "@import", "url(http", "<link", "//cdn", "https://",
+        ] {
+            assert!(
+                !html.contains(needle),
+                "the page loads something from elsewhere: {needle}"
+            );
+        }
+        // Every opened block element that matters is closed.
+        for tag in ["svg", "table", "script", "style", "body", "html"] {
+            assert_eq!(
+                html.matches(&format!("<{tag}")).count(),
+                html.matches(&format!("</{tag}>")).count(),
+                "<{tag}> is not balanced"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn du_html_matches_du_json() {
+        let reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+        let pushed = sample(&reg.client()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let page = dir.path().join("du.html");
+
+        let json = regsweep(&["--json", "du", &reg.host()]);
+        json.assert_ok();
+        let json = json.json();
+        let run = regsweep(&["du", &reg.host(), "--html", page.to_str().unwrap()]);
+        run.assert_ok();
+        let html = std::fs::read_to_string(&page).unwrap();
+        assert_self_contained(&html);
+
+        let summary = Regex::new(r#"<p class="summary" data-repositories="(\d+)" data-blobs="(\d+)" data-total="(\d+)" data-sum="(\d+)""#)
+            .unwrap()
+            .captures(&html)
+            .expect("summary line");
+        assert_eq!(
+            number(&summary[1]),
+            json["repositories"].as_array().unwrap().len() as u64
+        );
+        assert_eq!(number(&summary[2]), json["blobs"].as_u64().unwrap());
+        assert_eq!(number(&summary[3]), json["total_bytes"].as_u64().unwrap());
+        assert_eq!(
+            number(&summary[4]),
+            json["sum_of_repositories_bytes"].as_u64().unwrap()
+        );
+
+        let table = rows(&html, "repositories");
+        let expected: BTreeMap<String, &Value> = json["repositories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["name"].as_str().unwrap().to_owned(), r))
+            .collect();
+        assert_eq!(table.len(), expected.len());
+        for row in &table {
+            let r = expected[&row["repo"]];
+            for (attr, field) in [
+                ("tags", "tags"),
+                ("manifests", "manifests"),
+                ("total", "total_bytes"),
+                ("unique", "unique_bytes"),
+                ("shared", "shared_bytes"),
+            ] {
+                assert_eq!(
+                    number(&row[attr]),
+                    r[field].as_u64().unwrap(),
+                    "{} {attr}",
+                    row["repo"]
+                );
+            }
+        }
+        // The table lists the biggest repository first.
+        let totals: Vec<u64> = table.iter().map(|r| number(&r["total"])).collect();
+        assert!(totals.windows(2).all(|w| w[0] >= w[1]), "{totals:?}");
+
+        // One treemap cell per repository, sized like the table, with the shared part marked:
+        // every sample image shares one base layer.
+        let cell =
+            Regex::new(r#"<g class="cell" data-repo="([^"]*)" data-bytes="(\d+)" data-shared="(\d+)">"#)
+                .unwrap();
+        let cells: Vec<(String, u64, u64)> = cell
+            .captures_iter(&html)
+            .map(|c| (unescape(&c[1]), number(&c[2]), number(&c[3])))
+            .collect();
+        assert_eq!(cells.len(), expected.len());
+        for (repo, bytes, shared) in &cells {
+            assert_eq!(*bytes, expected[repo]["total_bytes"].as_u64().unwrap());
+            assert_eq!(*shared, expected[repo]["shared_bytes"].as_u64().unwrap());
+            assert!(*shared > 0, "{repo} shares the base layer");
+        }
+        assert_eq!(html.matches("class=\"shared\"").count(), cells.len());
+
+        // Biggest images: largest first, each a real tagged manifest of its repository.
+        let images = rows(&html, "images");
+        let tagged: usize = {
+            let mut digests: Vec<(&str, &str)> = pushed
+                .tags
+                .iter()
+                .filter(|t| !t.tag.starts_with("sha256-"))
+                .map(|t| (t.repo.as_str(), t.digest.as_str()))
+                .collect();
+            digests.sort();
+            digests.dedup();
+            digests.len()
+        };
+        assert_eq!(images.len(), tagged);
+        let sizes: Vec<u64> = images.iter().map(|r| number(&r["bytes"])).collect();
+        assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
+        for image in &images {
+            assert!(
+                pushed
+                    .tags
+                    .iter()
+                    .any(|t| t.repo == image["repo"] && t.digest == image["digest"]),
+                "{image:?} is not a pushed tag"
+            );
+            assert!(
+                number(&image["bytes"])
+                    <= number(&table.iter().find(|r| r["repo"] == image["repo"]).unwrap()["total"])
+            );
+        }
+        // A single-platform image: manifest + config + layers, nothing else.
+        let single = pushed
+            .images
+            .iter()
+            .find(|i| i.repo == "legacy/app" && i.tag.as_deref() == Some("0.1.0"))
+            .expect("the sample has legacy/app:0.1.0");
+        let row = images.iter().find(|r| r["digest"] == single.digest).unwrap();
+        assert_eq!(number(&row["bytes"]), single.size + single.manifest.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn plan_html_shows_what_the_plan_frees() {
+        let reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+        sample(&reg.client()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let page = dir.path().join("plan.html");
+        let args = [
+            "--json",
+            "plan",
+            &reg.host(),
+            "--keep-tags",
+            "latest",
+            "--keep-tags",
+            "stable",
+            "--keep-newest",
+            "2",
+            "--html",
+            page.to_str().unwrap(),
+        ];
+        let run = regsweep(&args);
+        run.assert_ok();
+        let plan = run.json();
+        let html = std::fs::read_to_string(&page).unwrap();
+        assert_self_contained(&html);
+        let freed = plan["totals"]["bytes_freed"].as_u64().unwrap();
+        assert!(freed > 0, "the sample policy frees something");
+        assert!(html.contains(&format!("data-freed=\"{freed}\"")), "summary total");
+        let table = rows(&html, "repositories");
+        let repos = plan["repositories"].as_array().unwrap();
+        assert_eq!(table.len(), repos.len());
+        for r in repos {
+            let name = r["repository"].as_str().unwrap();
+            let row = table.iter().find(|row| row["repo"] == name).unwrap();
+            assert_eq!(
+                number(&row["freed"]),
+                r["bytes_freed"].as_u64().unwrap(),
+                "{name}"
+            );
+            let count = |action: &str| {
+                r["tags"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|t| t["action"] == action)
+                    .count() as u64
+            };
+            assert_eq!(number(&row["kept"]), count("keep"), "{name}");
+            assert_eq!(number(&row["deleted"]), count("delete"), "{name}");
+            assert_eq!(number(&row["untagged"]), count("untag"), "{name}");
+        }
+        let cells = html.matches("<g class=\"cell\"").count();
+        assert_eq!(
+            cells,
+            repos
+                .iter()
+                .filter(|r| r["bytes_freed"].as_u64() > Some(0))
+                .count()
+        );
+        // The plan is read-only: the registry still has every tag.
+        let again = regsweep(&["--json", "plan", &reg.host(), "--keep-newest", "100"]);
+        again.assert_ok();
+        assert_eq!(again.json()["totals"]["tags_deleted"], 0);
+    }
+
+    #[tokio::test]
+    async fn html_to_an_unwritable_path_is_a_clear_error() {
+        let reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-folder").join("du.html");
+        let run = regsweep(&["du", &reg.host(), "--html", missing.to_str().unwrap()]);
+        assert_eq!(run.code, 1, "{run:#?}");
+        assert!(
+            run.stderr.contains("cannot write the HTML report to"),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
+}

@@ -47,6 +47,9 @@ pub struct DuArgs {
     /// The registry, or one repository of it.
     #[arg(value_name = "REGISTRY[/REPO]")]
     pub location: String,
+    /// Also write a self-contained HTML page (treemap per repository, biggest images) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub connection: RegistryArgs,
 }
@@ -285,7 +288,8 @@ fn du_command(args: &DuArgs, output: &OutputArgs) -> anyhow::Result<u8> {
             Some(repo) => vec![repo.to_string()],
             None => client.catalog().await?,
         };
-        let report = look::du::du(&client, &repositories, concurrency, &bar).await;
+        let report =
+            super::report::du(&client, &repositories, concurrency, &bar, args.html.as_deref()).await?;
         let elapsed = started.elapsed().as_secs_f64();
         let requests = client.requests_sent();
         tracing::info!(

@@ -9,6 +9,7 @@ pub mod man;
 pub mod output;
 pub mod policy;
 pub mod probe;
+pub mod report;
 pub mod retention;
 
 use std::process::ExitCode;

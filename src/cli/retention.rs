@@ -32,6 +32,9 @@ pub struct PlanArgs {
     /// Show kept tags too (by default only what changes is listed per repository).
     #[arg(long)]
     pub all: bool,
+    /// Also write a self-contained HTML page (what the plan frees per repository) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     #[command(flatten)]
     pub connection: RegistryArgs,
 }
@@ -180,6 +183,9 @@ fn plan_command(args: &PlanArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     if let Some(path) = &args.output {
         let json = serde_json::to_vec_pretty(&plan)?;
         std::fs::write(path, json).with_context(|| format!("cannot write the plan to {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        super::report::plan(path, &plan)?;
     }
     if output.json {
         print_json(&plan)?;
