@@ -27,18 +27,20 @@ pub mod config;
 pub mod fixtures;
 pub mod image;
 pub mod loopback;
+pub mod moto;
 pub mod process;
 pub mod push;
 pub mod skopeo;
 pub mod token;
 
-pub use config::{RegistryOptions, TokenAuth};
+pub use config::{RegistryOptions, S3Storage, TokenAuth};
 pub use fixtures::{FillReport, FillSpec, SampleReport, TagRecord, fill, sample};
 pub use image::{
     Blob, BlobRef, BuiltImage, Descriptor, Format, ImageSpec, ManifestDoc, Platform, days_ago, media,
     rfc3339_utc, sha256_digest,
 };
 pub use loopback::{CannedResponse, LoopbackServer, RecordedRequest};
+pub use moto::MotoServer;
 pub use process::TestRegistry;
 pub use push::{PushedImage, PushedIndex, Pusher};
 pub use skopeo::skopeo_available;
