@@ -1058,3 +1058,200 @@ async fn s3_empty_registry_odd_keys_and_unsupported_drivers() {
         "nothing deleted"
     );
 }
+
+// ---- gc trust (issue 10 items 5 and 13) ---------------------------------------------------------
+
+/// Sets the modification time of everything below `dir` to `ago` in the past (`touch -d`), so
+/// that content counts as older than the grace period.
+fn age_tree(dir: &Path, ago: &str) {
+    let status = Command::new("find")
+        .arg(dir)
+        .args(["-exec", "touch", "-h", "-d", ago, "{}", "+"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn a_symlinked_repository_out_of_the_root_is_neither_followed_nor_deleted_through() {
+    let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    let p = reg.client();
+    p.push_image("app", Some("v1"), &ImageSpec::seeded(1))
+        .await
+        .unwrap();
+    reg.stop().await.unwrap();
+    // A repository-shaped folder elsewhere, linked into repositories/: its `_layers` link is not
+    // needed by any manifest, so gc following the symlink deletes it (outside the root).
+    let outside = tempfile::tempdir().unwrap();
+    let hex = "e".repeat(64);
+    let link = outside.path().join(format!("_layers/sha256/{hex}/link"));
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::fs::write(&link, format!("sha256:{hex}")).unwrap();
+    std::fs::create_dir_all(outside.path().join("_manifests")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), v2(reg.storage_root()).join("repositories/linked")).unwrap();
+    age_tree(outside.path(), "2 hours ago");
+
+    let report = gc_json(&["--delete-untagged", reg.storage_root().to_str().unwrap()], 0);
+    assert!(
+        link.is_file(),
+        "gc deleted a file outside the storage root: {report:#}"
+    );
+    assert_eq!(report["stats"]["repositories"], 1, "{report:#}");
+    assert!(report["layer_links"].as_array().unwrap().is_empty(), "{report:#}");
+}
+
+#[tokio::test]
+async fn the_dry_run_counts_the_empty_folders_the_sweep_removes() {
+    let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    let p = reg.client();
+    p.push_image("app", Some("v1"), &ImageSpec::seeded(1))
+        .await
+        .unwrap();
+    for seed in 0..6 {
+        p.upload_blob("app", &Blob::random(500 + seed, 64).data)
+            .await
+            .unwrap();
+    }
+    reg.stop().await.unwrap();
+    let root = reg.storage_root().to_str().unwrap().to_owned();
+    let dry = gc_json(&["--dry-run", "--grace", "0", &root], 0);
+    let swept = gc_json(&["--grace", "0", &root], 0);
+    assert_eq!(swept["blobs"], dry["blobs"]);
+    assert!(!swept["empty_dirs"].as_array().unwrap().is_empty(), "{swept:#}");
+    assert_eq!(dry["empty_dirs"], swept["empty_dirs"]);
+}
+
+#[tokio::test]
+async fn registry_url_probe_honours_ca_file_and_reports_tls_failures() {
+    let reg = TestRegistry::start(RegistryOptions::default().with_tls())
+        .await
+        .unwrap();
+    let ca = reg.ca_cert_path().unwrap().to_str().unwrap().to_owned();
+    let root = reg.storage_root().to_str().unwrap().to_owned();
+    let url = reg.base_url();
+    assert!(url.starts_with("https://"), "{url}");
+
+    // With the registry's CA the probe gets through and finds it writable.
+    let run = gc(&[
+        "--dry-run",
+        "--registry-url",
+        &url,
+        "--ca-file",
+        &ca,
+        "--require-read-only",
+        &root,
+    ]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("accepts writes"), "{}", run.stderr);
+
+    // Without it the TLS failure is reported as such, never as a stopped registry.
+    let run = gc(&["--dry-run", "--registry-url", &url, "--require-read-only", &root]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("cannot tell"), "{}", run.stderr);
+    assert!(!run.stderr.contains("stopped"), "{}", run.stderr);
+
+    // --insecure skips verification.
+    let run = gc(&[
+        "--dry-run",
+        "--registry-url",
+        &url,
+        "--insecure",
+        "--require-read-only",
+        &root,
+    ]);
+    assert!(run.stderr.contains("accepts writes"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn abandoned_uploads_older_than_the_grace_period_are_removed() {
+    let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    let p = reg.client();
+    p.push_image("app", Some("v1"), &ImageSpec::seeded(1))
+        .await
+        .unwrap();
+    // Two uploads started and never finished.
+    let http = reqwest::Client::new();
+    for _ in 0..2 {
+        let response = http
+            .post(format!("{}/v2/app/blobs/uploads/", reg.base_url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+    }
+    reg.stop().await.unwrap();
+    let root = reg.storage_root().to_owned();
+    let uploads = v2(&root).join("repositories/app/_uploads");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 2);
+
+    // Fresh: kept under the default grace period.
+    let report = gc_json(&[root.to_str().unwrap()], 0);
+    assert!(report["uploads"].as_array().unwrap().is_empty(), "{report:#}");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 2);
+
+    age_tree(&uploads, "2 hours ago");
+    let report = gc_json(&[root.to_str().unwrap()], 0);
+    assert_eq!(report["uploads"].as_array().unwrap().len(), 2, "{report:#}");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
+    reg.start_again().await.unwrap();
+    reg.client().verify_pullable("app", "v1").await.unwrap();
+}
+
+/// Pushes race with collections on a live registry: images deleted earlier (their blobs old and
+/// unreferenced, their `_layers` links still there) are pushed again, so the client's HEAD finds
+/// every blob and uploads nothing, while gc with the default grace period sweeps those very
+/// blobs. The re-checks before deleting must keep every push that finished.
+#[tokio::test]
+async fn pushes_racing_with_gc_lose_nothing() {
+    let reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    let p = reg.client();
+    let specs: Vec<ImageSpec> = (0..40).map(|i| ImageSpec::seeded(2000 + i)).collect();
+    for (i, spec) in specs.iter().enumerate() {
+        let image = p
+            .push_image("race", Some(&format!("pre{i}")), spec)
+            .await
+            .unwrap();
+        p.delete_manifest("race", &image.digest).await.unwrap();
+    }
+    p.push_image("race", Some("keep"), &ImageSpec::seeded(1))
+        .await
+        .unwrap();
+    age_tree(&v2(reg.storage_root()), "2 hours ago");
+    let root = reg.storage_root().to_str().unwrap().to_owned();
+
+    let pusher = reg.client();
+    let pushes = tokio::spawn(async move {
+        let mut done = Vec::new();
+        for (i, spec) in specs.iter().enumerate() {
+            let tag = format!("again{i}");
+            pusher.push_image("race", Some(&tag), spec).await.unwrap();
+            done.push(tag);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        done
+    });
+    let collector = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let mut runs = 0;
+        let mut swept_blobs = 0;
+        while std::time::Instant::now() < deadline && runs < 20 {
+            let run = gc(&["--json", &root]);
+            assert!(run.code == 0 || run.code == 1, "{run:#?}");
+            swept_blobs += run.json()["blobs"].as_array().map_or(0, Vec::len);
+            runs += 1;
+        }
+        (runs, swept_blobs)
+    });
+    let finished = pushes.await.unwrap();
+    let (runs, swept) = collector.await.unwrap();
+    assert!(runs >= 2, "gc ran {runs} times");
+    // The collections did delete garbage meanwhile (the blobs of images not pushed again yet
+    // when they ran), so the race was real.
+    assert!(swept > 0, "no collection swept anything");
+    let p = reg.client();
+    for tag in finished.iter().chain([&"keep".to_owned()]) {
+        p.verify_pullable("race", tag)
+            .await
+            .unwrap_or_else(|e| panic!("race:{tag} was pushed completely but no longer pulls: {e:#}"));
+    }
+}
