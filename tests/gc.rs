@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use regsweep_testkit::process::find_registry_binary;
 use regsweep_testkit::{
-    Blob, Format, ImageSpec, PushedImage, PushedIndex, Pusher, RegistryOptions, TestRegistry,
+    Blob, Format, ImageSpec, MotoServer, PushedImage, PushedIndex, Pusher, RegistryOptions, TestRegistry,
 };
 use serde_json::Value;
 
@@ -267,6 +267,16 @@ async fn push_fixtures(p: &Pusher) -> Fixtures {
     }
 }
 
+/// Every tag of the fixtures, and the referrer kept with `app:v1`, pulls completely.
+async fn assert_fixtures_pull(p: &Pusher, f: &Fixtures) {
+    for (repo, tag) in &f.tags {
+        p.verify_pullable(repo, tag)
+            .await
+            .unwrap_or_else(|e| panic!("{repo}:{tag} no longer pulls: {e:#}"));
+    }
+    p.verify_pullable("app", &f.signed_referrer.digest).await.unwrap();
+}
+
 /// The blobs only `image` uses (manifest, config, own layers): not the shared base layer.
 fn own_blobs(image: &PushedImage, shared: &str) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = image.blobs().map(|b| b.digest.clone()).collect();
@@ -329,12 +339,7 @@ async fn gc_after_api_deletes_keeps_every_tag_pullable_and_removes_the_garbage()
 
     reg.start_again().await.unwrap();
     let p = reg.client();
-    for (repo, tag) in &f.tags {
-        p.verify_pullable(repo, tag)
-            .await
-            .unwrap_or_else(|e| panic!("{repo}:{tag} no longer pulls: {e:#}"));
-    }
-    p.verify_pullable("app", &f.signed_referrer.digest).await.unwrap();
+    assert_fixtures_pull(&p, &f).await;
     for (repo, tag) in [
         ("multi", "latest"),
         ("dlist", "v1"),
@@ -683,16 +688,39 @@ async fn empty_registry_and_bad_targets() {
     assert_eq!(run.code, 2, "{run:#?}");
     assert!(run.stderr.contains("rootdirectory"), "{}", run.stderr);
 
-    // Other storage drivers: a clear "not supported yet".
-    let s3 = scratch.path().join("s3.yml");
+    // Drivers object_store does not speak: a clear error naming them.
+    let swift = scratch.path().join("swift.yml");
     std::fs::write(
-        &s3,
-        "version: 0.1\nstorage:\n  s3:\n    bucket: images\n    region: eu-west-1\n",
+        &swift,
+        "version: 0.1\nstorage:\n  swift:\n    container: images\n",
     )
     .unwrap();
-    let run = gc(&[s3.to_str().unwrap()]);
+    let run = gc(&[swift.to_str().unwrap()]);
     assert_eq!(run.code, 1, "{run:#?}");
-    assert!(run.stderr.contains("not supported yet"), "{}", run.stderr);
+    assert!(run.stderr.contains("`swift`"), "{}", run.stderr);
+
+    // Not a registry's storage: an error with exit code 2, never "nothing to collect" (issue 10
+    // item 13: `/etc` and a config whose rootdirectory does not exist exited 0).
+    let run = gc(&["--dry-run", "/etc"]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("not a registry's storage"), "{}", run.stderr);
+    let gone = scratch.path().join("gone.yml");
+    std::fs::write(
+        &gone,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n",
+            scratch.path().join("no-such-root").display()
+        ),
+    )
+    .unwrap();
+    let run = gc(&["--dry-run", gone.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
+
+    // A real run without --registry-url warns that the registry's state is unknown.
+    let run = gc(&[reg.storage_root().to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.stderr.contains("state is unknown"), "{}", run.stderr);
 
     // The registry's environment override is honoured for a config file.
     let other = tempfile::tempdir().unwrap();
@@ -801,4 +829,429 @@ async fn human_output_summarises_and_reminds_to_restart() {
     let run = gc(&["-q", "--grace", "0", &config]);
     assert_eq!(run.code, 0, "{run:#?}");
     assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+}
+
+// ---- object storage: the real registry writing to S3 (moto on loopback) ------------------------
+
+/// The environment `regsweep gc s3://…` reads its endpoint and credentials from (moto accepts
+/// any key).
+fn s3_env(moto: &MotoServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("AWS_ACCESS_KEY_ID", "regsweep-test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "regsweep-test-secret".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+    ]
+}
+
+#[track_caller]
+fn gc_s3_json(moto: &MotoServer, args: &[&str], code: i32) -> Value {
+    let env = s3_env(moto);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let run = gc_env(&all, &env);
+    assert_eq!(run.code, code, "{run:#?}");
+    assert!(!run.stderr.contains("regsweep-test-secret"), "{}", run.stderr);
+    run.json()
+}
+
+/// Digests of every blob `data` key in `bucket` under `root/`.
+async fn s3_blobs(moto: &MotoServer, bucket: &str, root: &str) -> BTreeSet<String> {
+    let prefix = format!("{root}/docker/registry/v2/blobs/sha256/");
+    moto.keys(bucket, &prefix)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|k| k.strip_prefix(&prefix)?.strip_suffix("/data"))
+        .filter_map(|rest| rest.split_once('/'))
+        .map(|(_, hex)| format!("sha256:{hex}"))
+        .collect()
+}
+
+/// distribution's own collector on `bucket`, with a minimal environment (its AWS SDK panics
+/// with `AWS_CA_BUNDLE` set).
+fn distribution_gc_s3(moto: &MotoServer, dir: &Path, bucket: &str, root: &str, delete_untagged: bool) {
+    let config = dir.join(format!("{bucket}.yml"));
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  s3:\n    region: us-east-1\n    regionendpoint: {}\n    \
+             bucket: {bucket}\n    accesskey: x\n    secretkey: y\n    secure: false\n    v4auth: true\n    \
+             rootdirectory: /{root}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let binary =
+        find_registry_binary().expect("docker-registry is installed (apt-get install -y docker-registry)");
+    let mut command = Command::new(binary);
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    command.arg("garbage-collect");
+    if delete_untagged {
+        command.arg("--delete-untagged");
+    }
+    let out = command.arg(&config).stdin(Stdio::null()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker-registry garbage-collect failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn s3_gc_keeps_every_tag_pullable_matches_distribution_and_keeps_multi_arch_children() {
+    let moto = MotoServer::start().await.unwrap();
+    moto.create_bucket("reg").await.unwrap();
+    let mut reg = TestRegistry::start(RegistryOptions::default().with_s3(&moto.endpoint(), "reg", "/reg"))
+        .await
+        .unwrap();
+    let p = reg.client();
+    let f = push_fixtures(&p).await;
+    reg.stop().await.unwrap();
+    let before = s3_blobs(&moto, "reg", "reg").await;
+    assert!(before.contains(&f.v1.digest), "the registry wrote to the bucket");
+
+    // Two identical copies for distribution's collector, with and without --delete-untagged.
+    let scratch = tempfile::tempdir().unwrap();
+    for bucket in ["dist", "dist-m"] {
+        moto.create_bucket(bucket).await.unwrap();
+        moto.copy_bucket("reg", bucket, "reg/").await.unwrap();
+    }
+    distribution_gc_s3(&moto, scratch.path(), "dist", "reg", false);
+    distribution_gc_s3(&moto, scratch.path(), "dist-m", "reg", true);
+
+    // The registry's own config.yml (storage: s3) works as a target, read-only here.
+    let config = reg.config_path().to_str().unwrap().to_owned();
+    let dry = gc_s3_json(&moto, &["--dry-run", "--grace", "0", &config], 0);
+    assert_eq!(dry["outcome"], "dry-run", "{dry:#}");
+    assert_eq!(s3_blobs(&moto, "reg", "reg").await, before);
+    // With --delete-untagged every tag's `current/link` matters: its content comes from the
+    // listing's ETag, and each manifest is fetched once, so GETs are manifests only.
+    let dry_m = gc_s3_json(
+        &moto,
+        &["--dry-run", "--delete-untagged", "--grace", "0", "s3://reg/reg"],
+        0,
+    );
+    let requests = &dry_m["requests"];
+    assert_eq!(requests["links_from_etag"], dry_m["stats"]["tags"], "{dry_m:#}");
+    assert_eq!(requests["gets"], dry_m["stats"]["manifests"], "{dry_m:#}");
+
+    // Without --delete-untagged: exactly what distribution deletes.
+    let report = gc_s3_json(&moto, &["--grace", "0", "s3://reg/reg"], 0);
+    assert_eq!(report["outcome"], "swept", "{report:#}");
+    assert_eq!(report["blobs"], dry["blobs"]);
+    assert!(report["failures"].as_array().unwrap().is_empty(), "{report:#}");
+    let after = s3_blobs(&moto, "reg", "reg").await;
+    assert_eq!(after, s3_blobs(&moto, "dist", "reg").await);
+    assert_eq!(
+        before.difference(&after).cloned().collect::<BTreeSet<_>>(),
+        strings(&report["blobs"], "digest")
+    );
+    assert!(!report["blobs"].as_array().unwrap().is_empty());
+    let deleted_bytes: u64 = report["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(report["freed_bytes"].as_u64().unwrap(), deleted_bytes);
+
+    // With --delete-untagged: the superseded build and the orphan referrer go, and the
+    // multi-arch children distribution 2.8 deletes stay.
+    let report = gc_s3_json(&moto, &["--delete-untagged", "--grace", "0", "s3://reg/reg"], 0);
+    assert_eq!(report["outcome"], "swept", "{report:#}");
+    assert_eq!(
+        strings(&report["manifests"], "digest"),
+        BTreeSet::from([f.superseded.digest.clone(), f.orphan_referrer.digest.clone()])
+    );
+    let after = s3_blobs(&moto, "reg", "reg").await;
+    let dist_m = s3_blobs(&moto, "dist-m", "reg").await;
+    for child in f.multi.children.iter().chain(&f.list.children) {
+        assert!(after.contains(&child.digest) && after.contains(&child.config.digest));
+        assert!(
+            !dist_m.contains(&child.config.digest),
+            "distribution 2.8 -m is expected to sweep the children's blobs"
+        );
+    }
+    assert!(!after.contains(&f.superseded.digest));
+    assert!(after.contains(&f.signed_referrer.digest));
+
+    reg.start_again().await.unwrap();
+    let p = reg.client();
+    assert_fixtures_pull(&p, &f).await;
+    let dest = tempfile::tempdir().unwrap();
+    reg.skopeo_copy_all_to_dir("multi", "latest", dest.path())
+        .await
+        .unwrap();
+    assert!(!p.manifest_exists("app", &f.superseded.digest).await.unwrap());
+    reg.stop().await.unwrap();
+
+    // Nothing left to collect.
+    let again = gc_s3_json(&moto, &["--delete-untagged", "--grace", "0", "s3://reg/reg"], 0);
+    assert!(again["blobs"].as_array().unwrap().is_empty(), "{again:#}");
+}
+
+#[tokio::test]
+async fn s3_empty_registry_odd_keys_and_unsupported_drivers() {
+    let moto = MotoServer::start().await.unwrap();
+    moto.create_bucket("empty").await.unwrap();
+    // No repositories/ prefix at all: not an error (distribution #3200 fails here).
+    let report = gc_s3_json(&moto, &["--grace", "0", "s3://empty/reg"], 0);
+    assert_eq!(report["outcome"], "swept", "{report:#}");
+    assert_eq!(report["stats"]["repositories"], 0);
+
+    // A directory marker (zero bytes, key ending in `/`) and an orphan blob: the marker is
+    // reported and left alone, the blob goes.
+    moto.create_bucket("odd").await.unwrap();
+    let hex = "ab".repeat(32);
+    let blob_key = format!("r/docker/registry/v2/blobs/sha256/ab/{hex}/data");
+    moto.put("odd", &blob_key, b"orphan".to_vec()).await.unwrap();
+    moto.put("odd", "r/docker/registry/v2/blobs/sha256/ab/", Vec::new())
+        .await
+        .unwrap();
+    let report = gc_s3_json(&moto, &["--grace", "0", "s3://odd/r"], 0);
+    assert_eq!(
+        strings(&report["blobs"], "digest"),
+        BTreeSet::from([format!("sha256:{hex}")])
+    );
+    assert!(
+        report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["message"].as_str().unwrap().contains("directory-marker")),
+        "{report:#}"
+    );
+    let keys = moto.keys("odd", "r/").await.unwrap();
+    assert_eq!(keys, vec!["r/docker/registry/v2/blobs/sha256/ab/".to_owned()]);
+
+    // A key with an empty segment (`//`) fails object_store's whole listing page: only the
+    // folder holding it is unreadable, and a sweep that would depend on it is refused.
+    moto.create_bucket("slashes").await.unwrap();
+    moto.put(
+        "slashes",
+        &format!("r/docker/registry/v2/blobs/sha256/cd/{}/data", "cd".repeat(32)),
+        b"x".to_vec(),
+    )
+    .await
+    .unwrap();
+    moto.put(
+        "slashes",
+        "r/docker/registry/v2/repositories/app//_layers/x",
+        b"x".to_vec(),
+    )
+    .await
+    .unwrap();
+    let report = gc_s3_json(&moto, &["--grace", "0", "s3://slashes/r"], 1);
+    assert_eq!(report["outcome"], "refused", "{report:#}");
+    assert!(
+        problem_kinds(&report).contains(&("error".into(), "unreadable".into())),
+        "{report:#}"
+    );
+    assert_eq!(
+        moto.keys("slashes", "r/").await.unwrap().len(),
+        2,
+        "nothing deleted"
+    );
+}
+
+// ---- gc trust (issue 10 items 5 and 13) ---------------------------------------------------------
+
+/// Sets the modification time of everything below `dir` to `ago` in the past (`touch -d`), so
+/// that content counts as older than the grace period.
+fn age_tree(dir: &Path, ago: &str) {
+    let status = Command::new("find")
+        .arg(dir)
+        .args(["-exec", "touch", "-h", "-d", ago, "{}", "+"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn a_symlinked_repository_out_of_the_root_is_neither_followed_nor_deleted_through() {
+    let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    let p = reg.client();
+    p.push_image("app", Some("v1"), &ImageSpec::seeded(1))
+        .await
+        .unwrap();
+    reg.stop().await.unwrap();
+    // A repository-shaped folder elsewhere, linked into repositories/: its `_layers` link is not
+    // needed by any manifest, so gc following the symlink deletes it (outside the root).
+    let outside = tempfile::tempdir().unwrap();
+    let hex = "e".repeat(64);
+    let link = outside.path().join(format!("_layers/sha256/{hex}/link"));
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::fs::write(&link, format!("sha256:{hex}")).unwrap();
+    std::fs::create_dir_all(outside.path().join("_manifests")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), v2(reg.storage_root()).join("repositories/linked")).unwrap();
+    age_tree(outside.path(), "2 hours ago");
+
+    let report = gc_json(&["--delete-untagged", reg.storage_root().to_str().unwrap()], 0);
+    assert!(
+        link.is_file(),
+        "gc deleted a file outside the storage root: {report:#}"
+    );
+    assert_eq!(report["stats"]["repositories"], 1, "{report:#}");
+    assert!(report["layer_links"].as_array().unwrap().is_empty(), "{report:#}");
+}
+
+#[tokio::test]
+async fn the_dry_run_counts_the_empty_folders_the_sweep_removes() {
+    let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    let p = reg.client();
+    p.push_image("app", Some("v1"), &ImageSpec::seeded(1))
+        .await
+        .unwrap();
+    for seed in 0..6 {
+        p.upload_blob("app", &Blob::random(500 + seed, 64).data)
+            .await
+            .unwrap();
+    }
+    reg.stop().await.unwrap();
+    let root = reg.storage_root().to_str().unwrap().to_owned();
+    let dry = gc_json(&["--dry-run", "--grace", "0", &root], 0);
+    let swept = gc_json(&["--grace", "0", &root], 0);
+    assert_eq!(swept["blobs"], dry["blobs"]);
+    assert!(!swept["empty_dirs"].as_array().unwrap().is_empty(), "{swept:#}");
+    assert_eq!(dry["empty_dirs"], swept["empty_dirs"]);
+}
+
+#[tokio::test]
+async fn registry_url_probe_honours_ca_file_and_reports_tls_failures() {
+    let reg = TestRegistry::start(RegistryOptions::default().with_tls())
+        .await
+        .unwrap();
+    let ca = reg.ca_cert_path().unwrap().to_str().unwrap().to_owned();
+    let root = reg.storage_root().to_str().unwrap().to_owned();
+    let url = reg.base_url();
+    assert!(url.starts_with("https://"), "{url}");
+
+    // With the registry's CA the probe gets through and finds it writable.
+    let run = gc(&[
+        "--dry-run",
+        "--registry-url",
+        &url,
+        "--ca-file",
+        &ca,
+        "--require-read-only",
+        &root,
+    ]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("accepts writes"), "{}", run.stderr);
+
+    // Without it the TLS failure is reported as such, never as a stopped registry.
+    let run = gc(&["--dry-run", "--registry-url", &url, "--require-read-only", &root]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("cannot tell"), "{}", run.stderr);
+    assert!(!run.stderr.contains("stopped"), "{}", run.stderr);
+
+    // --insecure skips verification.
+    let run = gc(&[
+        "--dry-run",
+        "--registry-url",
+        &url,
+        "--insecure",
+        "--require-read-only",
+        &root,
+    ]);
+    assert!(run.stderr.contains("accepts writes"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn abandoned_uploads_older_than_the_grace_period_are_removed() {
+    let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    let p = reg.client();
+    p.push_image("app", Some("v1"), &ImageSpec::seeded(1))
+        .await
+        .unwrap();
+    // Two uploads started and never finished.
+    let http = reqwest::Client::new();
+    for _ in 0..2 {
+        let response = http
+            .post(format!("{}/v2/app/blobs/uploads/", reg.base_url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+    }
+    reg.stop().await.unwrap();
+    let root = reg.storage_root().to_owned();
+    let uploads = v2(&root).join("repositories/app/_uploads");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 2);
+
+    // Fresh: kept under the default grace period.
+    let report = gc_json(&[root.to_str().unwrap()], 0);
+    assert!(report["uploads"].as_array().unwrap().is_empty(), "{report:#}");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 2);
+
+    age_tree(&uploads, "2 hours ago");
+    let report = gc_json(&[root.to_str().unwrap()], 0);
+    assert_eq!(report["uploads"].as_array().unwrap().len(), 2, "{report:#}");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
+    reg.start_again().await.unwrap();
+    reg.client().verify_pullable("app", "v1").await.unwrap();
+}
+
+/// Pushes race with collections on a live registry: images deleted earlier (their blobs old and
+/// unreferenced, their `_layers` links still there) are pushed again, so the client's HEAD finds
+/// every blob and uploads nothing, while gc with the default grace period sweeps those very
+/// blobs. The re-checks before deleting must keep every push that finished.
+#[tokio::test]
+async fn pushes_racing_with_gc_lose_nothing() {
+    let reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+    let p = reg.client();
+    let specs: Vec<ImageSpec> = (0..40).map(|i| ImageSpec::seeded(2000 + i)).collect();
+    for (i, spec) in specs.iter().enumerate() {
+        let image = p
+            .push_image("race", Some(&format!("pre{i}")), spec)
+            .await
+            .unwrap();
+        p.delete_manifest("race", &image.digest).await.unwrap();
+    }
+    p.push_image("race", Some("keep"), &ImageSpec::seeded(1))
+        .await
+        .unwrap();
+    age_tree(&v2(reg.storage_root()), "2 hours ago");
+    let root = reg.storage_root().to_str().unwrap().to_owned();
+
+    let pusher = reg.client();
+    let pushes = tokio::spawn(async move {
+        let mut done = Vec::new();
+        for (i, spec) in specs.iter().enumerate() {
+            let tag = format!("again{i}");
+            pusher.push_image("race", Some(&tag), spec).await.unwrap();
+            done.push(tag);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        done
+    });
+    let collector = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let mut runs = 0;
+        let mut swept_blobs = 0;
+        while std::time::Instant::now() < deadline && runs < 20 {
+            let run = gc(&["--json", &root]);
+            assert!(run.code == 0 || run.code == 1, "{run:#?}");
+            swept_blobs += run.json()["blobs"].as_array().map_or(0, Vec::len);
+            runs += 1;
+        }
+        (runs, swept_blobs)
+    });
+    let finished = pushes.await.unwrap();
+    let (runs, swept) = collector.await.unwrap();
+    assert!(runs >= 2, "gc ran {runs} times");
+    // The collections did delete garbage meanwhile (the blobs of images not pushed again yet
+    // when they ran), so the race was real.
+    assert!(swept > 0, "no collection swept anything");
+    let p = reg.client();
+    for tag in finished.iter().chain([&"keep".to_owned()]) {
+        p.verify_pullable("race", tag)
+            .await
+            .unwrap_or_else(|e| panic!("race:{tag} was pushed completely but no longer pulls: {e:#}"));
+    }
 }

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use regsweep::gc::probe::{Probe, probe_registry};
 use regsweep::gc::report::{Outcome, Problem, ProblemKind, Report, Severity};
-use regsweep::gc::{self, ConfigError, GcOptions, RootSource};
-use regsweep::storage::Storage;
+use regsweep::gc::{self, GcOptions};
+use regsweep::registry::ClientOptions;
+use regsweep::storage::{self, RootSource, Storage};
 
 use super::{OutputArgs, exit};
 
@@ -21,7 +23,11 @@ the grace period. Without --delete-untagged every manifest is kept, as distribut
 
 What is deleted: blobs nothing kept needs; with --delete-untagged, untagged manifests (their revision \
 links and tag-history entries); `_layers` links no kept manifest of that repository needs (including \
-dangling ones left by distribution 2.x); empty folders.
+dangling ones left by distribution 2.x); uploads not written to within the grace period; empty folders.
+
+--grace 0 means: no time-based protection at all. Only the re-checks just before deleting (links \
+written since the run started) protect a push racing with the collection; use it only on a stopped \
+or read-only registry.
 
 Safety: stop the registry or set it read-only (storage.maintenance.readonly.enabled: true) first; \
 --registry-url checks that. When a manifest cannot be read, a tag or link is broken, or a needed blob \
@@ -35,11 +41,15 @@ format: docs/gc.md.";
 #[derive(Debug, Args)]
 #[command(after_long_help = AFTER_HELP)]
 pub struct GcArgs {
-    /// The registry's storage folder (its `rootdirectory`, the folder that contains `docker/`), or
-    /// the registry's config.yml (storage.filesystem.rootdirectory is read from it, overridden by
-    /// REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY as in the registry).
+    /// The registry's storage: its folder (the `rootdirectory`, which contains `docker/`); its
+    /// config.yml (the `filesystem`, `s3`, `azure` or `gcs` section is read, with the registry's
+    /// REGISTRY_STORAGE_* environment overrides); or an object-store URL, s3://BUCKET/PREFIX,
+    /// az://CONTAINER/PREFIX or gs://BUCKET/PREFIX, whose endpoint, region and credentials come
+    /// from the standard environment (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true; AZURE_STORAGE_*; GOOGLE_*). GCS is supported
+    /// through object_store but untested.
     #[arg(value_name = "TARGET")]
-    pub target: PathBuf,
+    pub target: String,
 
     /// Only show what would be deleted and the bytes it would free; change nothing.
     #[arg(short = 'd', long)]
@@ -72,6 +82,15 @@ pub struct GcArgs {
     #[arg(long, value_name = "URL")]
     pub registry_url: Option<String>,
 
+    /// With --registry-url: trust the CA certificate(s) in this PEM file, in addition to the
+    /// system's.
+    #[arg(long, value_name = "PEM", requires = "registry_url")]
+    pub ca_file: Vec<PathBuf>,
+
+    /// With --registry-url: skip TLS certificate verification.
+    #[arg(long, requires = "registry_url")]
+    pub insecure: bool,
+
     /// With --registry-url: refuse to collect (exit code 1) instead of warning when the registry
     /// accepts writes or cannot be checked.
     #[arg(long, requires = "registry_url")]
@@ -103,50 +122,52 @@ pub fn parse_grace(text: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: &GcArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    let target = match gc::locate(&args.target, |name| std::env::var(name).ok()) {
-        Ok(target) => target,
-        // Pointing at something that is not a registry is a usage mistake (exit code 2).
-        Err(err @ (ConfigError::NotFound(_) | ConfigError::InsideLayout(_))) => {
+    let located = match storage::locate(&args.target, |name| std::env::var(name).ok()) {
+        Ok(located) => located,
+        // Pointing at something that is not a registry's storage is a usage mistake (exit 2).
+        Err(err) if err.is_wrong_target() => {
             eprintln!("error: {err}");
             return Ok(exit::USAGE);
         }
         Err(err) => return Err(err.into()),
     };
     let notes = !output.quiet && !output.json;
-    match &target.source {
+    let described = located.target.describe();
+    match &located.source {
         RootSource::Folder => {}
-        RootSource::Config(path) => {
-            tracing::info!("storage root {} from {}", target.root.display(), path.display())
-        }
+        RootSource::Config(path) => tracing::info!("storage {described} from {}", path.display()),
         RootSource::Environment(_) => {
             if notes {
                 eprintln!(
-                    "note: storage root {} taken from {} (it overrides the config file, as in the registry)",
-                    target.root.display(),
-                    gc::ENV_ROOT
+                    "note: storage {described} taken from the REGISTRY_STORAGE_* environment (it overrides the config \
+                     file, as in the registry)"
                 );
             }
         }
         RootSource::Default(path) => {
             if notes {
                 eprintln!(
-                    "note: {} sets no storage.filesystem.rootdirectory; using distribution's default {}",
-                    path.display(),
-                    target.root.display()
+                    "note: {} sets no storage.filesystem.rootdirectory; using distribution's default {described}",
+                    path.display()
                 );
             }
         }
     }
-    if !target.has_layout() && notes {
+    if !located.has_layout() && notes {
         eprintln!(
-            "note: {} has no docker/registry/v2 folder: the registry never stored anything there (or this is not its rootdirectory)",
-            target.root.display()
+            "note: {described} has no docker/registry/v2 folder: the registry never stored anything there"
         );
     }
 
     let mut probe_problem = None;
     if let Some(url) = &args.registry_url {
-        let verdict = probe_registry(url);
+        let client = ClientOptions {
+            insecure: args.insecure,
+            ca_files: args.ca_file.clone(),
+            timeout: Duration::from_secs(15),
+            ..ClientOptions::default()
+        };
+        let verdict = probe_registry(url, &client);
         match &verdict {
             Probe::ReadOnly | Probe::Stopped => {
                 if notes {
@@ -174,10 +195,21 @@ pub fn run(args: &GcArgs, output: &OutputArgs) -> anyhow::Result<u8> {
                 );
             }
         }
-    } else if let Some(true) = target.config_read_only
-        && notes
-    {
-        eprintln!("note: the config file sets storage.maintenance.readonly.enabled: true");
+    } else if let Some(true) = located.config_read_only {
+        if notes {
+            eprintln!("note: the config file sets storage.maintenance.readonly.enabled: true");
+        }
+    } else if !args.dry_run && !output.quiet {
+        eprintln!(
+            "warning: the registry's state is unknown (no --registry-url): if it is running and writable, a push \
+             during the collection can lose blobs it reuses{}. Stop it or make it read-only, and pass --registry-url \
+             to have that checked.",
+            if args.grace.is_zero() {
+                ", and with --grace 0 even fresh uploads are not protected"
+            } else {
+                ""
+            }
+        );
     }
 
     let options = GcOptions {
@@ -188,7 +220,7 @@ pub fn run(args: &GcArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         verify_links: args.verify_links,
         threads: args.jobs.map(NonZeroUsize::get),
     };
-    let storage = Storage::local(&target.root);
+    let storage = Storage::open(&located.target).context("cannot open the storage")?;
     let spinner = spinner(output);
     let report = gc::collect(&storage, &options).context("garbage collection could not run");
     spinner.finish_and_clear();
@@ -201,6 +233,17 @@ pub fn run(args: &GcArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         t.sweep_ms,
         t.total_ms
     );
+    if let Some(r) = &report.requests {
+        tracing::info!(
+            "object store: {} listings, {} GETs, {} HEADs, {} tag links from ETags, {} keys deleted, {} delete errors",
+            r.listings,
+            r.gets,
+            r.heads,
+            r.links_from_etag,
+            r.keys_deleted,
+            r.delete_errors
+        );
+    }
     if let Some(problem) = probe_problem {
         report.problems.push(problem);
     }
@@ -271,13 +314,19 @@ fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()
     };
     let s = &report.stats;
     let freed = size(report.freed_bytes);
-    let what = format!(
+    let mut what = format!(
         "{} ({freed}), {}, {}, {}",
         count(report.blobs.len(), "blob", "blobs"),
         count(report.manifests.len(), "untagged manifest", "untagged manifests"),
         count(report.layer_links.len(), "layer link", "layer links"),
         count(report.empty_dirs.len(), "empty folder", "empty folders"),
     );
+    if !report.uploads.is_empty() {
+        what.push_str(&format!(
+            ", {}",
+            count(report.uploads.len(), "stale upload", "stale uploads")
+        ));
+    }
     let verb = match report.outcome {
         Outcome::Swept => "Deleted",
         Outcome::DryRun => "Would delete",
@@ -385,6 +434,15 @@ fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()
     )?;
     section(
         &mut out,
+        &format!("Uploads ({})", report.uploads.len()),
+        report
+            .uploads
+            .iter()
+            .map(|u| format!("{}  {}", u.repository, u.id))
+            .collect(),
+    )?;
+    section(
+        &mut out,
         &format!("Empty folders ({})", report.empty_dirs.len()),
         report.empty_dirs.clone(),
     )?;
@@ -453,96 +511,6 @@ fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()
     Ok(())
 }
 
-/// What the read-only probe found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Probe {
-    ReadOnly,
-    Stopped,
-    Writable(String),
-    Unknown(String),
-}
-
-impl Probe {
-    fn describe(&self, url: &str) -> String {
-        match self {
-            Probe::ReadOnly => format!("registry at {url} is read-only"),
-            Probe::Stopped => format!("no registry answers at {url} (stopped)"),
-            Probe::Writable(why) => format!("registry at {url} accepts writes ({why})"),
-            Probe::Unknown(why) => format!("cannot tell whether the registry at {url} is read-only ({why})"),
-        }
-    }
-}
-
-/// Sends `DELETE /v2/<repo>/blobs/sha256:<64 zeros>`: a read-only distribution has no DELETE
-/// route (405, text/plain, `Allow: GET, HEAD`); a writable one looks the blob up (404
-/// BLOB_UNKNOWN), or answers 405 UNSUPPORTED in JSON when only deletes are disabled. No blob has
-/// that digest, so nothing changes either way. No credentials are sent.
-fn probe_registry(url: &str) -> Probe {
-    let base = match reqwest::Url::parse(url) {
-        Ok(base) if matches!(base.scheme(), "http" | "https") => base,
-        _ => return Probe::Unknown(format!("`{url}` is not an http(s) URL")),
-    };
-    let mut base = base;
-    if !base.path().ends_with('/') {
-        let path = format!("{}/", base.path());
-        base.set_path(&path);
-    }
-    let probe_url = match base.join(&format!("v2/regsweep-probe/blobs/sha256:{}", "0".repeat(64))) {
-        Ok(u) => u,
-        Err(err) => return Probe::Unknown(err.to_string()),
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(err) => return Probe::Unknown(format!("cannot start the HTTP client: {err}")),
-    };
-    runtime.block_on(async move {
-        let client = match reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
-            .build()
-        {
-            Ok(client) => client,
-            Err(err) => return Probe::Unknown(format!("cannot start the HTTP client: {err}")),
-        };
-        let response = match client.delete(probe_url).send().await {
-            Ok(response) => response,
-            Err(err) if err.is_connect() => return Probe::Stopped,
-            Err(err) => return Probe::Unknown(err.to_string()),
-        };
-        let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_ascii_uppercase()
-        };
-        let allow = header("allow");
-        let content_type = header("content-type");
-        let body = response.text().await.unwrap_or_default();
-        classify(status, &allow, &content_type, &body)
-    })
-}
-
-fn classify(status: u16, allow: &str, content_type: &str, body: &str) -> Probe {
-    match status {
-        405 if body.contains("UNSUPPORTED") => Probe::Writable("deletes are disabled, pushes are not".into()),
-        405 if content_type.starts_with("TEXT/PLAIN")
-            && allow.contains("GET")
-            && !allow.contains("DELETE") =>
-        {
-            Probe::ReadOnly
-        }
-        404 | 202 => Probe::Writable(format!("the probe DELETE got {status}")),
-        401 | 403 => Probe::Unknown(format!(
-            "the registry answered {status}: it needs credentials for the probe"
-        )),
-        other => Probe::Unknown(format!("unexpected answer {other} to the probe")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -559,50 +527,5 @@ mod tests {
         assert!(parse_grace("1 month").is_err());
         assert!(parse_grace("-1h").is_err());
         assert!(parse_grace("").is_err());
-    }
-
-    #[test]
-    fn probe_answers() {
-        assert_eq!(
-            classify(
-                405,
-                "GET, HEAD",
-                "TEXT/PLAIN; CHARSET=UTF-8",
-                "Method not allowed"
-            ),
-            Probe::ReadOnly
-        );
-        assert!(matches!(
-            classify(
-                404,
-                "",
-                "APPLICATION/JSON",
-                r#"{"errors":[{"code":"BLOB_UNKNOWN"}]}"#
-            ),
-            Probe::Writable(_)
-        ));
-        assert!(matches!(
-            classify(
-                405,
-                "",
-                "APPLICATION/JSON",
-                r#"{"errors":[{"code":"UNSUPPORTED"}]}"#
-            ),
-            Probe::Writable(_)
-        ));
-        assert!(matches!(classify(401, "", "", ""), Probe::Unknown(_)));
-        assert!(matches!(classify(500, "", "", ""), Probe::Unknown(_)));
-    }
-
-    #[test]
-    fn probe_of_a_closed_port_means_stopped() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
-        assert_eq!(
-            probe_registry(&format!("http://127.0.0.1:{port}")),
-            Probe::Stopped
-        );
-        assert!(matches!(probe_registry("ftp://x"), Probe::Unknown(_)));
     }
 }

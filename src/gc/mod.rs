@@ -20,11 +20,13 @@
 //! `garbage-collect`: the grace period and the re-checks protect content pushed during the run,
 //! but a push that reuses a blob this run is about to delete can still lose it.
 
-mod config;
 mod digest_set;
 pub mod mark;
+pub mod probe;
 pub mod report;
 mod sweep;
+
+pub use sweep::{SweepPlan, SweepResult};
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -34,7 +36,6 @@ use crate::digest::Digest;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use crate::storage::{Issue, LayerLinkState, ReadOptions, Storage, paths};
 
-pub use config::{ConfigError, DEFAULT_ROOT, ENV_DRIVER, ENV_ROOT, RootSource, StorageTarget, locate};
 pub use digest_set::{BlobTable, DigestHasher, DigestMap, DigestSet};
 use mark::{ManifestFacts, ManifestState, MarkInput, mark_repository};
 use report::*;
@@ -89,7 +90,7 @@ pub enum GcError {
 
 /// Collects garbage in `storage` (or, with `dry_run`, only finds it).
 pub fn collect(storage: &Storage, options: &GcOptions) -> Result<Report, GcError> {
-    match options.threads {
+    match options.threads.or(storage.backend().parallelism()) {
         Some(threads) => {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -132,6 +133,7 @@ struct Marked {
     stats: Stats,
     manifests: Vec<ManifestItem>,
     layer_links: Vec<LayerLinkItem>,
+    uploads: Vec<UploadItem>,
     empty_dirs: Vec<String>,
     problems: Vec<Problem>,
 }
@@ -147,6 +149,7 @@ impl Marked {
         a.young_kept += b.young_kept;
         self.manifests.extend(other.manifests);
         self.layer_links.extend(other.layer_links);
+        self.uploads.extend(other.uploads);
         self.empty_dirs.extend(other.empty_dirs);
         self.problems.extend(other.problems);
         self
@@ -163,6 +166,7 @@ fn run(storage: &Storage, options: &GcOptions) -> Report {
     let BlobListing {
         present,
         mut problems,
+        shard_sizes,
     } = list_blobs(storage);
     let blobs_ms = millis(clock);
 
@@ -199,11 +203,19 @@ fn run(storage: &Storage, options: &GcOptions) -> Report {
         mut stats,
         mut manifests,
         mut layer_links,
+        mut uploads,
         mut empty_dirs,
         problems: repo_problems,
     } = marked;
     problems.extend(repo_problems);
     problems.extend(blobs.problems);
+    problems.extend(
+        storage
+            .backend()
+            .anomalies()
+            .into_iter()
+            .map(|message| Problem::warning(ProblemKind::Unexpected, message)),
+    );
     stats.blobs = present.len() as u64 - blobs.without_data;
     stats.blobs_marked = stats.blobs - blobs.candidates.len() as u64 - blobs.young;
     stats.young_kept += blobs.young;
@@ -212,6 +224,7 @@ fn run(storage: &Storage, options: &GcOptions) -> Report {
 
     manifests.sort_by(|a, b| (&a.repository, &a.digest).cmp(&(&b.repository, &b.digest)));
     layer_links.sort_by(|a, b| (&a.repository, &a.digest).cmp(&(&b.repository, &b.digest)));
+    uploads.sort_by(|a, b| (&a.repository, &a.id).cmp(&(&b.repository, &b.id)));
     empty_dirs.sort();
     problems.sort_by(|a, b| {
         (a.severity, &a.repository, a.kind, &a.path, &a.digest).cmp(&(
@@ -224,9 +237,57 @@ fn run(storage: &Storage, options: &GcOptions) -> Report {
     });
     let mut blob_items = blobs.candidates;
     blob_items.sort_by(|a, b| a.digest.cmp(&b.digest));
+    let plan = SweepPlan {
+        manifests,
+        layer_links,
+        blobs: blob_items,
+        uploads,
+        empty_dirs,
+    };
 
     let refused = problems.iter().any(Problem::is_error) && !options.ignore_problems;
-    let mut report = Report {
+    let outcome = if refused {
+        Outcome::Refused
+    } else if options.dry_run {
+        Outcome::DryRun
+    } else {
+        Outcome::Swept
+    };
+    let mut timings = Timings {
+        mark_ms,
+        blobs_ms,
+        ..Timings::default()
+    };
+    let swept = if outcome == Outcome::Swept {
+        let sweep_clock = Instant::now();
+        let result = sweep::sweep(storage, plan, started, cutoff);
+        timings.sweep_ms = millis(sweep_clock);
+        result
+    } else {
+        // What a sweep would delete, including the blob shard folders it would empty, so that
+        // a dry run announces exactly what the real run removes.
+        let mut empty_dirs = plan.empty_dirs;
+        if storage.backend().has_folders() {
+            let shards = emptied_shards(&plan.blobs, &empty_dirs, &shard_sizes);
+            empty_dirs.extend(shards);
+            empty_dirs.sort();
+        }
+        SweepResult {
+            manifests: plan.manifests,
+            layer_links: plan.layer_links,
+            blobs: plan.blobs,
+            uploads: plan.uploads,
+            empty_dirs,
+            ..SweepResult::default()
+        }
+    };
+    let mut outcome = outcome;
+    if let Some(problem) = swept.abandoned {
+        problems.push(problem);
+        outcome = Outcome::Refused;
+    }
+    timings.total_ms = millis(clock);
+    Report {
         format: REPORT_FORMAT,
         storage: storage.backend().location(),
         dry_run: options.dry_run,
@@ -235,37 +296,44 @@ fn run(storage: &Storage, options: &GcOptions) -> Report {
         started_at: jiff::Timestamp::try_from(started)
             .map(|t| t.to_string())
             .unwrap_or_default(),
-        outcome: if refused {
-            Outcome::Refused
-        } else if options.dry_run {
-            Outcome::DryRun
-        } else {
-            Outcome::Swept
-        },
+        outcome,
         stats,
-        freed_bytes: 0,
-        blobs: blob_items,
-        manifests,
-        layer_links,
-        empty_dirs,
-        skipped: Vec::new(),
-        failures: Vec::new(),
+        // Bytes of the blobs actually deleted (or that a sweep would delete), never of the
+        // candidates a failed or skipped deletion left in place.
+        freed_bytes: swept.blobs.iter().map(|b| b.size).sum(),
+        blobs: swept.blobs,
+        manifests: swept.manifests,
+        layer_links: swept.layer_links,
+        uploads: swept.uploads,
+        empty_dirs: swept.empty_dirs,
+        skipped: swept.skipped,
+        failures: swept.failures,
         problems,
-        timings: Timings {
-            mark_ms,
-            blobs_ms,
-            ..Timings::default()
-        },
-    };
-
-    if report.outcome == Outcome::Swept {
-        let sweep_clock = Instant::now();
-        sweep::sweep(storage, &mut report, started, cutoff);
-        report.timings.sweep_ms = millis(sweep_clock);
+        timings,
+        requests: storage.backend().request_counts(),
     }
-    report.freed_bytes = report.blobs.iter().map(|b| b.size).sum();
-    report.timings.total_ms = millis(clock);
-    report
+}
+
+/// The blob shard folders that deleting `blobs` and the empty blob folders among `empty_dirs`
+/// leaves empty.
+fn emptied_shards(
+    blobs: &[BlobItem],
+    empty_dirs: &[String],
+    shard_sizes: &std::collections::HashMap<String, usize>,
+) -> Vec<String> {
+    let mut deleted: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let blob_dirs = blobs.iter().map(|b| paths::blob_dir(&b.digest));
+    let empty_blob_dirs = empty_dirs.iter().filter(|d| d.starts_with("blobs/")).cloned();
+    for dir in blob_dirs.chain(empty_blob_dirs) {
+        if let Some((shard, _)) = dir.rsplit_once('/') {
+            *deleted.entry(shard.to_owned()).or_default() += 1;
+        }
+    }
+    deleted
+        .into_iter()
+        .filter(|(shard, n)| shard_sizes.get(shard) == Some(n))
+        .map(|(shard, _)| shard)
+        .collect()
 }
 
 /// Reads, marks and checks one repository.
@@ -394,6 +462,37 @@ fn mark_one(
         }
     }
 
+    // Uploads nobody wrote to within the grace period are abandoned pushes (distribution's own
+    // purger removes them only after a week, and never on a read-only registry).
+    let mut uploads = Vec::new();
+    match storage.uploads(name) {
+        Ok(ids) => {
+            let ages: Vec<_> = ids
+                .into_par_iter()
+                .map(|id| {
+                    let modified = storage.upload_modified(name, &id);
+                    (id, modified)
+                })
+                .collect();
+            for (id, modified) in ages {
+                match modified {
+                    Ok(Some(t)) if t > cutoff => young_kept += 1,
+                    Ok(Some(_)) => uploads.push(UploadItem {
+                        repository: name.to_owned(),
+                        id,
+                    }),
+                    Ok(None) => {}
+                    Err(err) => problems.push(
+                        Problem::warning(ProblemKind::Unreadable, err.to_string())
+                            .in_repo(name)
+                            .at(paths::upload_dir(name, &id)),
+                    ),
+                }
+            }
+        }
+        Err(err) => problems.push(Problem::warning(ProblemKind::Unreadable, err.to_string()).in_repo(name)),
+    }
+
     Marked {
         stats: Stats {
             repositories: 1,
@@ -410,6 +509,7 @@ fn mark_one(
         },
         manifests: result.delete_manifests,
         layer_links,
+        uploads,
         empty_dirs,
         problems,
     }
@@ -420,6 +520,8 @@ fn mark_one(
 struct BlobListing {
     present: BlobTable,
     problems: Vec<Problem>,
+    /// Entries per shard folder, to tell which shards a sweep empties.
+    shard_sizes: std::collections::HashMap<String, usize>,
 }
 
 fn list_blobs(storage: &Storage) -> BlobListing {
@@ -439,6 +541,8 @@ fn list_blobs(storage: &Storage) -> BlobListing {
         .fold(BlobListing::default, |mut part, shard| {
             match storage.list_blob_shard(shard) {
                 Ok(listed) => {
+                    part.shard_sizes
+                        .insert(shard.clone(), listed.names.len() + listed.unexpected.len());
                     for name in &listed.names {
                         if part.present.insert_parts(&listed.algorithm, name).is_none() {
                             part.problems.push(unexpected(format!("{shard}/{name}")));
@@ -458,6 +562,7 @@ fn list_blobs(storage: &Storage) -> BlobListing {
         .reduce(BlobListing::default, |a, b| BlobListing {
             present: a.present.merge(b.present),
             problems: a.problems.into_iter().chain(b.problems).collect(),
+            shard_sizes: a.shard_sizes.into_iter().chain(b.shard_sizes).collect(),
         });
     listing
         .problems

@@ -29,8 +29,10 @@ pub struct Report {
     pub manifests: Vec<ManifestItem>,
     /// `_layers` links removed because no kept manifest of their repository needs the blob.
     pub layer_links: Vec<LayerLinkItem>,
-    /// Empty folders removed (paths relative to the storage folder). A dry run lists the ones
-    /// that are empty already; a sweep also removes blob shard folders it emptied.
+    /// Uploads (`_uploads/<id>`) not written to within the grace period: abandoned pushes.
+    pub uploads: Vec<UploadItem>,
+    /// Empty folders removed (paths relative to the storage folder): the ones that are empty
+    /// already, and blob shard folders the blob deletions empty. Object stores have no folders.
     pub empty_dirs: Vec<String>,
     /// Items a sweep left alone because they changed while it ran (re-pushed content).
     pub skipped: Vec<Skipped>,
@@ -39,6 +41,9 @@ pub struct Report {
     /// Damage and oddities found in the storage; `error` ones stop the sweep.
     pub problems: Vec<Problem>,
     pub timings: Timings,
+    /// Requests made to an object store (absent for a filesystem).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<crate::storage::RequestCounts>,
 }
 
 /// What the run did.
@@ -94,6 +99,13 @@ pub struct LayerLinkItem {
     pub digest: Digest,
     /// The blob itself is already gone (a link left behind by an earlier garbage collection).
     pub dangling: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UploadItem {
+    pub repository: String,
+    /// The upload's folder name under `_uploads/`.
+    pub id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -239,6 +251,7 @@ impl Report {
         self.blobs.is_empty()
             && self.manifests.is_empty()
             && self.layer_links.is_empty()
+            && self.uploads.is_empty()
             && self.empty_dirs.is_empty()
     }
 }

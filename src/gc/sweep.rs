@@ -13,7 +13,9 @@ use crate::storage::{Storage, StorageError, paths};
 use super::digest_set::DigestSet;
 use super::load_manifest;
 use super::mark::ManifestState;
-use super::report::{Failure, Outcome, Problem, ProblemKind, Report, Skipped};
+use super::report::{
+    BlobItem, Failure, LayerLinkItem, ManifestItem, Problem, ProblemKind, Skipped, UploadItem,
+};
 
 /// Filesystems with coarse timestamps (and clocks that disagree by a little) must not make a
 /// write that happened just after the run started look older than the start.
@@ -43,95 +45,116 @@ fn changed_recently(storage: &Storage, path: &str, cutoff: SystemTime) -> Result
     }
 }
 
-pub(super) fn sweep(storage: &Storage, report: &mut Report, started: SystemTime, cutoff: SystemTime) {
-    // Links written since the run started are looked for, with some slack for coarse file
-    // timestamps, but never before the grace cutoff: what is older than that was already judged
-    // by the mark phase (and with `--grace 0` the operator opted out of time-based protection).
-    let since = started.checked_sub(CLOCK_SLACK).unwrap_or(started).max(cutoff);
-    let protected = match pushed_since(storage, since) {
-        Ok(protected) => protected,
-        Err(problem) => {
-            report.problems.push(problem);
-            report.outcome = Outcome::Refused;
-            return;
+/// What a sweep is asked to delete: the lists of a dry run.
+#[derive(Debug, Clone, Default)]
+pub struct SweepPlan {
+    pub manifests: Vec<ManifestItem>,
+    pub layer_links: Vec<LayerLinkItem>,
+    pub blobs: Vec<BlobItem>,
+    pub uploads: Vec<UploadItem>,
+    /// Folders already empty (their age is checked again before they go).
+    pub empty_dirs: Vec<String>,
+}
+
+/// What a sweep did: the items actually deleted, and why the others were not.
+#[derive(Debug, Clone, Default)]
+pub struct SweepResult {
+    pub manifests: Vec<ManifestItem>,
+    pub layer_links: Vec<LayerLinkItem>,
+    pub blobs: Vec<BlobItem>,
+    pub uploads: Vec<UploadItem>,
+    pub empty_dirs: Vec<String>,
+    pub skipped: Vec<Skipped>,
+    pub failures: Vec<Failure>,
+    /// Set when the sweep stopped before deleting (the rest): content pushed during the run
+    /// could not be read back, or the storage could not be listed again.
+    pub abandoned: Option<Problem>,
+}
+
+impl SweepResult {
+    /// Keeps the done items, moves the rest to `skipped` and `failures`.
+    fn settle<T>(&mut self, results: Vec<Step<T>>) -> Vec<T> {
+        let mut done = Vec::with_capacity(results.len());
+        for step in results {
+            match step {
+                Step::Done(item) => done.push(item),
+                Step::Skip(skipped) => self.skipped.push(skipped),
+                Step::Fail(failure) => self.failures.push(failure),
+            }
         }
-    };
-    protect(report, &protected);
+        done
+    }
+}
 
-    let manifests = std::mem::take(&mut report.manifests);
-    let results: Vec<Step<_>> = manifests
+/// Lists the repositories again and drops from the plan whatever content pushed since `since`
+/// needs.
+fn recheck(storage: &Storage, plan: &mut SweepPlan, since: SystemTime, result: &mut SweepResult) -> bool {
+    if let Err(err) = storage.backend().refresh() {
+        result.abandoned = Some(Problem::error(
+            ProblemKind::ChangedDuringRun,
+            format!("cannot list the repositories again before deleting ({err}); the sweep stopped there"),
+        ));
+        return false;
+    }
+    match pushed_since(storage, since) {
+        Ok(protected) => {
+            result.skipped.extend(protect(plan, &protected));
+            true
+        }
+        Err(problem) => {
+            result.abandoned = Some(problem);
+            false
+        }
+    }
+}
+
+/// Deletes the `items` whose checked path has not changed since `cutoff`, in one batch.
+/// `paths_of` gives the path to delete and the path whose age decides.
+fn delete_unchanged<T: Send>(
+    storage: &Storage,
+    items: Vec<T>,
+    cutoff: SystemTime,
+    paths_of: impl Fn(&T) -> (String, String) + Sync,
+) -> Vec<Step<T>> {
+    let checked: Vec<(T, String, Result<Option<String>, Failure>)> = items
         .into_par_iter()
         .map(|item| {
-            let dir = paths::revision_dir(&item.repository, &item.digest);
-            match changed_recently(storage, &format!("{dir}/link"), cutoff) {
-                Ok(Some(reason)) => return Step::Skip(Skipped { path: dir, reason }),
-                Ok(None) => {}
-                Err(failure) => return Step::Fail(failure),
-            }
-            // History entries first, as distribution does: a crash in between leaves a revision
-            // without history, never history without a revision.
-            for tag in &item.tag_history {
-                let entry = paths::tag_history_dir(&item.repository, tag, &item.digest);
-                if let Err(err) = storage.backend().delete(&entry) {
-                    return Step::Fail(failure(&entry, &err));
-                }
-            }
-            match storage.backend().delete(&dir) {
-                Ok(_) => Step::Done(item),
-                Err(err) => Step::Fail(failure(&dir, &err)),
-            }
+            let (dir, check) = paths_of(&item);
+            let state = changed_recently(storage, &check, cutoff);
+            (item, dir, state)
         })
         .collect();
-    report.manifests = settle(report, results);
+    let mut steps: Vec<Option<Step<T>>> = Vec::with_capacity(checked.len());
+    let mut pending = Vec::new();
+    let mut to_delete = Vec::new();
+    for (item, dir, state) in checked {
+        match state {
+            Ok(Some(reason)) => steps.push(Some(Step::Skip(Skipped { path: dir, reason }))),
+            Err(failure) => steps.push(Some(Step::Fail(failure))),
+            Ok(None) => {
+                pending.push((steps.len(), item));
+                steps.push(None);
+                to_delete.push(dir);
+            }
+        }
+    }
+    let results = storage.backend().delete_many(&to_delete);
+    for (((index, item), dir), result) in pending.into_iter().zip(&to_delete).zip(results) {
+        steps[index] = Some(match result {
+            Ok(_) => Step::Done(item),
+            Err(err) => Step::Fail(failure(dir, &err)),
+        });
+    }
+    steps.into_iter().flatten().collect()
+}
 
-    let links = std::mem::take(&mut report.layer_links);
-    let results: Vec<Step<_>> = links
-        .into_par_iter()
-        .map(|item| {
-            let dir = paths::layer_link_dir(&item.repository, &item.digest);
-            match changed_recently(storage, &format!("{dir}/link"), cutoff) {
-                Ok(Some(reason)) => Step::Skip(Skipped { path: dir, reason }),
-                Ok(None) => match storage.backend().delete(&dir) {
-                    Ok(_) => Step::Done(item),
-                    Err(err) => Step::Fail(failure(&dir, &err)),
-                },
-                Err(failure) => Step::Fail(failure),
-            }
-        })
-        .collect();
-    report.layer_links = settle(report, results);
-
-    let blobs = std::mem::take(&mut report.blobs);
-    let results: Vec<Step<_>> = blobs
-        .into_par_iter()
-        .map(|item| {
-            let dir = paths::blob_dir(&item.digest);
-            match changed_recently(storage, &paths::blob_data(&item.digest), cutoff) {
-                Ok(Some(reason)) => Step::Skip(Skipped { path: dir, reason }),
-                Ok(None) => match storage.backend().delete(&dir) {
-                    Ok(_) => Step::Done(item),
-                    Err(err) => Step::Fail(failure(&dir, &err)),
-                },
-                Err(failure) => Step::Fail(failure),
-            }
-        })
-        .collect();
-    report.blobs = settle(report, results);
-
-    // Empty folders found by the walk, then blob shards this sweep emptied.
-    let mut dirs: Vec<(String, bool)> = std::mem::take(&mut report.empty_dirs)
-        .into_iter()
-        .map(|d| (d, true))
-        .collect();
-    let shards: BTreeSet<String> = report
-        .blobs
-        .iter()
-        .filter_map(|b| {
-            let dir = paths::blob_dir(&b.digest);
-            dir.rsplit_once('/').map(|(shard, _)| shard.to_owned())
-        })
-        .collect();
-    dirs.extend(shards.into_iter().map(|d| (d, false)));
+/// Removes the folders that are (still) empty, the ones flagged `true` only when old enough.
+fn remove_empty_dirs(
+    storage: &Storage,
+    dirs: Vec<(String, bool)>,
+    cutoff: SystemTime,
+    result: &mut SweepResult,
+) -> Vec<String> {
     let results: Vec<Step<Option<String>>> = dirs
         .into_par_iter()
         .map(|(dir, check_age)| {
@@ -150,39 +173,135 @@ pub(super) fn sweep(storage: &Storage, report: &mut Report, started: SystemTime,
             }
         })
         .collect();
-    report.empty_dirs = settle(report, results).into_iter().flatten().collect();
-    report.empty_dirs.sort();
+    result.settle(results).into_iter().flatten().collect()
 }
 
-/// Keeps the done items, moves the rest to `skipped` and `failures`.
-fn settle<T>(report: &mut Report, results: Vec<Step<T>>) -> Vec<T> {
-    let mut done = Vec::with_capacity(results.len());
-    for step in results {
-        match step {
-            Step::Done(item) => done.push(item),
-            Step::Skip(skipped) => report.skipped.push(skipped),
-            Step::Fail(failure) => report.failures.push(failure),
-        }
+/// Deletes what `plan` lists, in distribution's order, re-checking before each kind of item.
+pub(super) fn sweep(
+    storage: &Storage,
+    mut plan: SweepPlan,
+    started: SystemTime,
+    cutoff: SystemTime,
+) -> SweepResult {
+    let mut result = SweepResult::default();
+    // Links written since the run started are looked for, with some slack for coarse file
+    // timestamps, but never before the grace cutoff: what is older than that was already judged
+    // by the mark phase (and with `--grace 0` the operator opted out of time-based protection).
+    let since = started.checked_sub(CLOCK_SLACK).unwrap_or(started).max(cutoff);
+    if !recheck(storage, &mut plan, since, &mut result) {
+        return result;
     }
-    done
+
+    let results: Vec<Step<_>> = std::mem::take(&mut plan.manifests)
+        .into_par_iter()
+        .map(|item| {
+            let dir = paths::revision_dir(&item.repository, &item.digest);
+            match changed_recently(storage, &format!("{dir}/link"), cutoff) {
+                Ok(Some(reason)) => return Step::Skip(Skipped { path: dir, reason }),
+                Ok(None) => {}
+                Err(failure) => return Step::Fail(failure),
+            }
+            // History entries first, as distribution does: a crash in between leaves a revision
+            // without history, never history without a revision.
+            let history: Vec<String> = item
+                .tag_history
+                .iter()
+                .map(|tag| paths::tag_history_dir(&item.repository, tag, &item.digest))
+                .collect();
+            for (entry, outcome) in history.iter().zip(storage.backend().delete_many(&history)) {
+                if let Err(err) = outcome {
+                    return Step::Fail(failure(entry, &err));
+                }
+            }
+            match storage.backend().delete(&dir) {
+                Ok(_) => Step::Done(item),
+                Err(err) => Step::Fail(failure(&dir, &err)),
+            }
+        })
+        .collect();
+    result.manifests = result.settle(results);
+
+    let results = delete_unchanged(storage, std::mem::take(&mut plan.layer_links), cutoff, |item| {
+        let dir = paths::layer_link_dir(&item.repository, &item.digest);
+        let link = format!("{dir}/link");
+        (dir, link)
+    });
+    result.layer_links = result.settle(results);
+
+    // Once more right before the blobs go: a push that reused one of them since the first
+    // re-check (its HEAD found the blob, so nothing was uploaded) left a fresh revision or
+    // `_layers` link behind. This narrows the race to the moments of the deletes themselves.
+    if !recheck(storage, &mut plan, since, &mut result) {
+        return result;
+    }
+    let results = delete_unchanged(storage, std::mem::take(&mut plan.blobs), cutoff, |item| {
+        (paths::blob_dir(&item.digest), paths::blob_data(&item.digest))
+    });
+    result.blobs = result.settle(results);
+
+    // An upload is judged by its newest file; one written to since the mark phase stays.
+    let results: Vec<Step<UploadItem>> = std::mem::take(&mut plan.uploads)
+        .into_par_iter()
+        .map(|item| {
+            let dir = paths::upload_dir(&item.repository, &item.id);
+            match storage.upload_modified(&item.repository, &item.id) {
+                Ok(Some(modified)) if modified > cutoff => Step::Skip(Skipped {
+                    path: dir,
+                    reason: "the upload was written to during the run".to_owned(),
+                }),
+                Ok(_) => match storage.backend().delete(&dir) {
+                    Ok(_) => Step::Done(item),
+                    Err(err) => Step::Fail(failure(&dir, &err)),
+                },
+                Err(err) => Step::Fail(failure(&dir, &err)),
+            }
+        })
+        .collect();
+    result.uploads = result.settle(results);
+
+    // Empty folders found by the walk, then the blob shard folders this sweep emptied.
+    let empty = std::mem::take(&mut plan.empty_dirs);
+    let mut removed = remove_empty_dirs(
+        storage,
+        empty.into_iter().map(|d| (d, true)).collect(),
+        cutoff,
+        &mut result,
+    );
+    let shards: BTreeSet<String> = result
+        .blobs
+        .iter()
+        .map(|b| paths::blob_dir(&b.digest))
+        .chain(removed.iter().filter(|d| d.starts_with("blobs/")).cloned())
+        .filter_map(|dir| dir.rsplit_once('/').map(|(shard, _)| shard.to_owned()))
+        .collect();
+    removed.extend(remove_empty_dirs(
+        storage,
+        shards.into_iter().map(|d| (d, false)).collect(),
+        cutoff,
+        &mut result,
+    ));
+    result.empty_dirs = removed;
+    result.empty_dirs.sort();
+    result
 }
 
-/// Removes from the plan everything that content pushed since the run started needs.
-fn protect(report: &mut Report, protected: &DigestSet) {
-    if protected.is_empty() {
-        return;
-    }
+/// Removes from the plan everything that content pushed since the run started needs, and
+/// says what was left out.
+fn protect(plan: &mut SweepPlan, protected: &DigestSet) -> Vec<Skipped> {
     let mut skipped = Vec::new();
-    drop_protected(&mut report.manifests, protected, &mut skipped, |m| {
+    if protected.is_empty() {
+        return skipped;
+    }
+    drop_protected(&mut plan.manifests, protected, &mut skipped, |m| {
         (&m.digest, paths::revision_dir(&m.repository, &m.digest))
     });
-    drop_protected(&mut report.layer_links, protected, &mut skipped, |l| {
+    drop_protected(&mut plan.layer_links, protected, &mut skipped, |l| {
         (&l.digest, paths::layer_link_dir(&l.repository, &l.digest))
     });
-    drop_protected(&mut report.blobs, protected, &mut skipped, |b| {
+    drop_protected(&mut plan.blobs, protected, &mut skipped, |b| {
         (&b.digest, paths::blob_dir(&b.digest))
     });
-    report.skipped.extend(skipped);
+    skipped
 }
 
 /// Drops the planned items whose digest is protected, recording each as skipped at its path.

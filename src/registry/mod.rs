@@ -647,7 +647,8 @@ fn base_url(registry: &RegistryAddr, scheme: Scheme) -> Result<Url, RegistryErro
         .map_err(|e| RegistryError::Config(format!("cannot build a URL for registry `{registry}`: {e}")))
 }
 
-fn build_http(options: &ClientOptions) -> Result<reqwest::Client, RegistryError> {
+/// The HTTP client every registry request goes through (TLS settings, timeouts, redirects).
+pub fn build_http(options: &ClientOptions) -> Result<reqwest::Client, RegistryError> {
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("regsweep/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))

@@ -10,12 +10,40 @@ use super::{Backend, Entry, EntryKind, FileMeta, StorageError};
 #[derive(Debug, Clone)]
 pub struct LocalFs {
     base: PathBuf,
+    /// `base` with symlinks resolved (when it exists): what "inside the storage" means.
+    real_base: PathBuf,
 }
 
 impl LocalFs {
     /// `base` is the `docker/registry/v2` folder itself.
     pub fn new(base: PathBuf) -> Self {
-        Self { base }
+        let real_base = fs::canonicalize(&base).unwrap_or_else(|_| base.clone());
+        Self { base, real_base }
+    }
+
+    /// Whether `full` resolves to a place inside the storage. A symlink leading out of it (a
+    /// repository folder linked in from elsewhere) is never descended into and nothing is
+    /// deleted through it: gc must not touch what lies outside the root it was given.
+    fn inside(&self, full: &Path) -> bool {
+        match fs::canonicalize(full) {
+            Ok(real) => real.starts_with(&self.real_base),
+            // Gone: nothing to follow or delete.
+            Err(_) => true,
+        }
+    }
+
+    fn outside_error(&self, op: &'static str, full: &Path) -> StorageError {
+        io_error(
+            op,
+            full,
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "it resolves to a place outside the storage root {}",
+                    self.base.display()
+                ),
+            ),
+        )
     }
 
     pub fn base(&self) -> &Path {
@@ -81,6 +109,7 @@ impl Backend for LocalFs {
             let kind = match entry.file_type() {
                 Ok(t) if t.is_dir() => EntryKind::Dir,
                 Ok(t) if t.is_file() => EntryKind::File,
+                Ok(t) if t.is_symlink() && !self.inside(&entry.path()) => EntryKind::Other,
                 Ok(t) if t.is_symlink() => match fs::metadata(entry.path()) {
                     Ok(m) if m.is_dir() => EntryKind::Dir,
                     Ok(m) if m.is_file() => EntryKind::File,
@@ -161,6 +190,12 @@ impl Backend for LocalFs {
 
     fn delete(&self, path: &str) -> Result<bool, StorageError> {
         let full = self.full(path);
+        // The folder holding what goes must itself be inside the root (a path through a
+        // symlinked folder is not), and so must a folder deleted with its content.
+        let parent_inside = full.parent().is_none_or(|p| self.inside(p));
+        if !parent_inside || !self.inside(&full) && full.is_dir() {
+            return Err(self.outside_error("delete", &full));
+        }
         let meta = match fs::symlink_metadata(&full) {
             Ok(meta) => meta,
             Err(err) if is_absent(&err) => return Ok(false),
@@ -180,6 +215,9 @@ impl Backend for LocalFs {
 
     fn remove_empty_dir(&self, path: &str) -> Result<bool, StorageError> {
         let full = self.full(path);
+        if !self.inside(&full) {
+            return Err(self.outside_error("remove folder", &full));
+        }
         match fs::remove_dir(&full) {
             Ok(()) => Ok(true),
             Err(err) if is_absent(&err) || err.kind() == io::ErrorKind::DirectoryNotEmpty => Ok(false),

@@ -9,7 +9,7 @@
 //! repositories/<name...>/_manifests/revisions/<alg>/<hex>/link    manifest present in the repository
 //! repositories/<name...>/_manifests/tags/<tag>/current/link       tag -> manifest digest
 //! repositories/<name...>/_manifests/tags/<tag>/index/<alg>/<hex>/link   every digest the tag had
-//! repositories/<name...>/_uploads/...                             uploads in progress (never read)
+//! repositories/<name...>/_uploads/<id>/...                        uploads in progress (or abandoned)
 //! ```
 //!
 //! A link file holds a digest string and nothing else. This module only reads the layout and
@@ -19,6 +19,8 @@
 //! trait later.
 
 mod fs;
+mod object;
+pub mod target;
 
 use std::fmt;
 use std::sync::Arc;
@@ -29,6 +31,8 @@ use rayon::prelude::*;
 use crate::digest::Digest;
 
 pub use fs::LocalFs;
+pub use object::{OBJECT_STORE_THREADS, ObjectBackend};
+pub use target::{ConfigError, Located, RootSource, Target, locate};
 
 /// Where distribution keeps its data below the configured `rootdirectory`.
 pub const LAYOUT_PREFIX: &str = "docker/registry/v2";
@@ -49,6 +53,30 @@ pub enum StorageError {
     },
     #[error("`{path}` is {size} bytes, more than the {limit} bytes expected there")]
     TooLarge { path: String, size: u64, limit: u64 },
+    #[error("cannot {op} `{path}`: {message}")]
+    Remote {
+        op: &'static str,
+        path: String,
+        message: String,
+    },
+    #[error("cannot open {location}: {message}")]
+    Open { location: String, message: String },
+}
+
+/// Requests an object-store backend made (the filesystem has none to count).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequestCounts {
+    /// Listing calls (each is one or more pages of up to 1,000 keys).
+    pub listings: u64,
+    /// Objects fetched (manifests, and link files whose ETag is not an MD5).
+    pub gets: u64,
+    /// Single-object lookups of keys missing from the listing.
+    pub heads: u64,
+    /// Link files whose content was known from the listing's ETag, without a GET.
+    pub links_from_etag: u64,
+    pub keys_deleted: u64,
+    /// Keys a batch delete answered with an error for.
+    pub delete_errors: u64,
 }
 
 /// What a directory entry is.
@@ -96,6 +124,35 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn delete(&self, path: &str) -> Result<bool, StorageError>;
     /// Removes a folder only if it is empty. `false` when it is not empty or already gone.
     fn remove_empty_dir(&self, path: &str) -> Result<bool, StorageError>;
+    /// Deletes several paths (as [`Backend::delete`] each); object stores batch the requests.
+    /// One result per path, in order.
+    fn delete_many(&self, paths: &[String]) -> Vec<Result<bool, StorageError>> {
+        use rayon::prelude::*;
+        paths.par_iter().map(|p| self.delete(p)).collect()
+    }
+    /// Forgets what was cached about `repositories/` so that the next reads see writes made
+    /// since (an object store answers from a listing taken at the start).
+    fn refresh(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+    /// Oddities of the storage itself that the layout reader cannot see (directory markers).
+    fn anomalies(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// How many worker threads suit this storage when the caller does not say (`None`: one per
+    /// core); network-bound stores want many.
+    fn parallelism(&self) -> Option<usize> {
+        None
+    }
+    /// Requests made so far, for object stores.
+    fn request_counts(&self) -> Option<RequestCounts> {
+        None
+    }
+    /// Whether folders exist on their own (filesystems), rather than only as key prefixes
+    /// (object stores, where removing the last key removes the folder).
+    fn has_folders(&self) -> bool {
+        true
+    }
 }
 
 /// Paths of distribution's layout, relative to `docker/registry/v2`.
@@ -147,6 +204,11 @@ pub mod paths {
             algorithm_path(digest),
             digest.encoded()
         )
+    }
+
+    /// `…/_uploads/<id>`: one upload in progress (or abandoned).
+    pub fn upload_dir(repo: &str, id: &str) -> String {
+        format!("repositories/{repo}/_uploads/{id}")
     }
 
     pub fn tag_dir(repo: &str, tag: &str) -> String {
@@ -308,6 +370,76 @@ impl Storage {
     /// The layout under a local `rootdirectory` (the folder that contains `docker/`).
     pub fn local(root: impl Into<std::path::PathBuf>) -> Self {
         Self::new(Arc::new(LocalFs::new(root.into().join(LAYOUT_PREFIX))))
+    }
+
+    /// The storage a [`Target`] names. Object stores take what the target leaves open
+    /// (endpoint, region, credentials) from their standard environment; nothing is contacted
+    /// before the first read.
+    pub fn open(target: &Target) -> Result<Self, StorageError> {
+        use object_store::ClientConfigKey;
+        use object_store::aws::AmazonS3ConfigKey;
+        let location = target.describe();
+        let failed = |err: object_store::Error| StorageError::Open {
+            location: location.clone(),
+            message: err.to_string(),
+        };
+        // Client settings go in key by key: `with_client_options` would replace what the
+        // environment set (AWS_ALLOW_HTTP, proxies).
+        let pool = (
+            ClientConfigKey::PoolMaxIdlePerHost,
+            OBJECT_STORE_THREADS.to_string(),
+        );
+        let (store, root): (Arc<dyn object_store::ObjectStore>, &str) = match target {
+            Target::Filesystem { root } => return Ok(Self::local(root)),
+            Target::S3(s3) => {
+                let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&s3.bucket);
+                if let Some(region) = &s3.region {
+                    builder = builder.with_region(region);
+                }
+                if let Some(endpoint) = &s3.endpoint {
+                    builder = builder.with_endpoint(endpoint);
+                }
+                if let (Some(key), Some(secret)) = (&s3.access_key, &s3.secret_key) {
+                    builder = builder
+                        .with_access_key_id(key)
+                        .with_secret_access_key(secret.expose());
+                }
+                if s3.allow_http {
+                    builder = builder.with_allow_http(true);
+                }
+                if let Some(path_style) = s3.path_style {
+                    builder = builder.with_virtual_hosted_style_request(!path_style);
+                }
+                if s3.skip_verify {
+                    builder = builder.with_config(
+                        AmazonS3ConfigKey::Client(ClientConfigKey::AllowInvalidCertificates),
+                        "true",
+                    );
+                }
+                let store = builder
+                    .with_config(AmazonS3ConfigKey::Client(pool.0), pool.1)
+                    .build()
+                    .map_err(failed)?;
+                (Arc::new(store), &s3.root)
+            }
+            Target::Azure(t) => {
+                let store = object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_container_name(&t.bucket)
+                    .with_config(object_store::azure::AzureConfigKey::Client(pool.0), pool.1)
+                    .build()
+                    .map_err(failed)?;
+                (Arc::new(store), &t.root)
+            }
+            Target::Gcs(t) => {
+                let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(&t.bucket)
+                    .with_config(object_store::gcp::GoogleConfigKey::Client(pool.0), pool.1)
+                    .build()
+                    .map_err(failed)?;
+                (Arc::new(store), &t.root)
+            }
+        };
+        Ok(Self::new(Arc::new(ObjectBackend::new(store, root, location)?)))
     }
 
     pub fn backend(&self) -> &dyn Backend {
@@ -749,6 +881,32 @@ impl Storage {
             }
         }
         Ok(listed)
+    }
+
+    /// The ids of `repo`'s uploads (`_uploads/<id>` folders).
+    pub fn uploads(&self, repo: &str) -> Result<Vec<String>, StorageError> {
+        let dir = format!("{}/_uploads", paths::repository(repo));
+        Ok(self
+            .backend
+            .list(&dir)?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.kind == EntryKind::Dir)
+            .map(|e| e.name)
+            .collect())
+    }
+
+    /// When an upload was last written to: the newest of its folder, its `startedat` and its
+    /// `data` (which grows with every chunk on a filesystem). `None` when it is gone.
+    pub fn upload_modified(&self, repo: &str, id: &str) -> Result<Option<SystemTime>, StorageError> {
+        let dir = paths::upload_dir(repo, id);
+        let mut newest = None;
+        for path in [dir.clone(), format!("{dir}/startedat"), format!("{dir}/data")] {
+            if let Some(meta) = self.backend.stat(&path)? {
+                newest = newest.max(Some(meta.modified));
+            }
+        }
+        Ok(newest)
     }
 
     /// Size and modification time of a blob's `data`, or `None` when it does not exist.

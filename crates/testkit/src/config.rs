@@ -42,6 +42,19 @@ pub struct RegistryOptions {
     pub log_level: String,
     /// `auth.token`: bearer tokens from a [`crate::TokenServer`] (exclusive with `htpasswd`).
     pub token_auth: Option<TokenAuth>,
+    /// Store in an S3 bucket (the registry's `s3` driver) instead of the filesystem.
+    pub s3: Option<S3Storage>,
+}
+
+/// The `storage.s3` section of a registry writing to a loopback S3 server such as
+/// [`crate::MotoServer`].
+#[derive(Debug, Clone)]
+pub struct S3Storage {
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+    pub bucket: String,
+    /// `rootdirectory`, e.g. `/reg` (keys then start with `reg/`).
+    pub root: String,
 }
 
 /// The registry's `auth.token` section, and the user the harness pushes fixtures with.
@@ -80,6 +93,7 @@ impl Default for RegistryOptions {
             env: Vec::new(),
             log_level: "info".into(),
             token_auth: None,
+            s3: None,
         }
     }
 }
@@ -122,6 +136,16 @@ impl RegistryOptions {
         });
         self
     }
+    /// Store in `bucket` of the S3 server at `endpoint`, under `root`.
+    pub fn with_s3(mut self, endpoint: &str, bucket: &str, root: &str) -> Self {
+        self.s3 = Some(S3Storage {
+            endpoint: endpoint.to_owned(),
+            bucket: bucket.to_owned(),
+            root: root.to_owned(),
+        });
+        self
+    }
+
     pub fn with_storage_root(mut self, root: impl Into<PathBuf>) -> Self {
         self.storage_root = Some(root.into());
         self
@@ -173,8 +197,28 @@ pub(crate) fn render_config(c: &ConfigInputs<'_>) -> String {
     // The access log duplicates the "response completed" lines of the app log.
     let _ = writeln!(y, "  accesslog:\n    disabled: true");
     let _ = writeln!(y, "storage:");
-    let _ = writeln!(y, "  filesystem:\n    rootdirectory: {}", qp(c.storage_root));
+    match &o.s3 {
+        // Any key and secret: moto accepts everything. distribution 2.8 sends path-style
+        // requests whenever `regionendpoint` is set.
+        Some(s3) => {
+            let _ = writeln!(
+                y,
+                "  s3:\n    region: us-east-1\n    regionendpoint: {}\n    bucket: {}\n    accesskey: testkit\n    \
+                 secretkey: testkit-secret\n    secure: false\n    v4auth: true\n    rootdirectory: {}",
+                q(&s3.endpoint),
+                q(&s3.bucket),
+                q(&s3.root)
+            );
+        }
+        None => {
+            let _ = writeln!(y, "  filesystem:\n    rootdirectory: {}", qp(c.storage_root));
+        }
+    }
     let _ = writeln!(y, "  delete:\n    enabled: {}", o.delete_enabled);
+    if o.s3.is_some() {
+        // Blob GETs would otherwise answer 307 to a presigned bucket URL.
+        let _ = writeln!(y, "  redirect:\n    disable: true");
+    }
     let _ = writeln!(y, "  maintenance:");
     // Off: the purger would otherwise start at a random time and touch `_uploads` under a test.
     let _ = writeln!(y, "    uploadpurging:\n      enabled: false");

@@ -29,12 +29,13 @@ pub mod faults;
 pub mod fixtures;
 pub mod image;
 pub mod loopback;
+pub mod moto;
 pub mod process;
 pub mod push;
 pub mod skopeo;
 pub mod token;
 
-pub use config::{RegistryOptions, TokenAuth};
+pub use config::{RegistryOptions, S3Storage, TokenAuth};
 pub use faults::{FaultCounts, FaultKind, FaultOptions, FaultProxy};
 pub use fixtures::{FillReport, FillSpec, SampleReport, TagRecord, fill, sample};
 pub use image::{
@@ -42,6 +43,7 @@ pub use image::{
     rfc3339_utc, sha256_digest,
 };
 pub use loopback::{CannedResponse, LoopbackServer, RecordedRequest};
+pub use moto::MotoServer;
 pub use process::{TestRegistry, copy_tree};
 pub use push::{PushedImage, PushedIndex, Pusher};
 pub use skopeo::skopeo_available;

@@ -251,7 +251,9 @@ impl TestRegistry {
     /// registry's storage. Stop the registry first (distribution's GC assumes nothing writes
     /// meanwhile); this does not check. A non-zero exit is returned, not turned into an error.
     pub async fn garbage_collect(&self, dry_run: bool, delete_untagged: bool) -> Result<Output> {
-        let mut cmd = tokio::process::Command::new(&self.binary);
+        let mut std_cmd = Command::new(&self.binary);
+        minimal_env_for_s3(&mut std_cmd, &self.opts);
+        let mut cmd = tokio::process::Command::from(std_cmd);
         cmd.arg("garbage-collect");
         if dry_run {
             cmd.arg("--dry-run");
@@ -311,6 +313,7 @@ impl TestRegistry {
         let log_err = log.try_clone().map_err(|e| LaunchError::Fatal(e.into()))?;
 
         let mut cmd = Command::new(&self.binary);
+        minimal_env_for_s3(&mut cmd, &self.opts);
         cmd.arg("serve")
             .arg(&self.config_path)
             .envs(self.opts.env.iter().map(|(k, v)| (k, v)))
@@ -401,6 +404,18 @@ enum LaunchError {
 impl From<anyhow::Error> for LaunchError {
     fn from(e: anyhow::Error) -> Self {
         LaunchError::Fatal(e)
+    }
+}
+
+/// With the `s3` driver the registry gets an explicit, minimal environment: the AWS SDK it
+/// embeds reads `AWS_*` variables (with `AWS_CA_BUNDLE` set it panics at start), and the test
+/// machine's own AWS settings must not reach the test server.
+fn minimal_env_for_s3(cmd: &mut Command, opts: &RegistryOptions) {
+    if opts.s3.is_some() {
+        cmd.env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            cmd.env("PATH", path);
+        }
     }
 }
 
