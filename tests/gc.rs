@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use regsweep_testkit::process::find_registry_binary;
 use regsweep_testkit::{
     Blob, Format, ImageSpec, MotoServer, PushedImage, PushedIndex, Pusher, RegistryOptions, TestRegistry,
+    sha256_digest,
 };
 use serde_json::Value;
 
@@ -799,19 +800,25 @@ async fn registry_url_probe_tells_read_only_from_writable() {
     assert!(run.stderr.contains("stopped"), "{}", run.stderr);
 }
 
-#[tokio::test]
-async fn human_output_summarises_and_reminds_to_restart() {
+/// A stopped registry holding `app:v1` and `orphans` uploaded blobs nothing references.
+async fn stopped_registry_with_orphans(orphans: u64) -> TestRegistry {
     let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
     let p = reg.client();
     p.push_image("app", Some("v1"), &ImageSpec::seeded(1))
         .await
         .unwrap();
-    for seed in 0..30 {
+    for seed in 0..orphans {
         p.upload_blob("app", &Blob::random(100 + seed, 64).data)
             .await
             .unwrap();
     }
     reg.stop().await.unwrap();
+    reg
+}
+
+#[tokio::test]
+async fn human_output_summarises_and_reminds_to_restart() {
+    let reg = stopped_registry_with_orphans(30).await;
     let config = reg.config_path().to_str().unwrap().to_owned();
 
     let run = gc(&["--dry-run", "--grace", "0", "--show", "5", &config]);
@@ -1102,17 +1109,7 @@ async fn a_symlinked_repository_out_of_the_root_is_neither_followed_nor_deleted_
 
 #[tokio::test]
 async fn the_dry_run_counts_the_empty_folders_the_sweep_removes() {
-    let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
-    let p = reg.client();
-    p.push_image("app", Some("v1"), &ImageSpec::seeded(1))
-        .await
-        .unwrap();
-    for seed in 0..6 {
-        p.upload_blob("app", &Blob::random(500 + seed, 64).data)
-            .await
-            .unwrap();
-    }
-    reg.stop().await.unwrap();
+    let reg = stopped_registry_with_orphans(6).await;
     let root = reg.storage_root().to_str().unwrap().to_owned();
     let dry = gc_json(&["--dry-run", "--grace", "0", &root], 0);
     let swept = gc_json(&["--grace", "0", &root], 0);
@@ -1254,4 +1251,168 @@ async fn pushes_racing_with_gc_lose_nothing() {
             .await
             .unwrap_or_else(|e| panic!("race:{tag} was pushed completely but no longer pulls: {e:#}"));
     }
+}
+
+/// Writes one tagged image in distribution's layout straight into `bucket` under `root/`:
+/// config, layer and manifest blobs, revision, tag and `_layers` links. Returns the digests of
+/// the three blobs.
+async fn put_image_keys(moto: &MotoServer, bucket: &str, root: &str, repo: &str, seed: u8) -> Vec<String> {
+    let v2 = format!("{root}/docker/registry/v2");
+    let blob_key = |digest: &str| {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        format!("{v2}/blobs/sha256/{}/{hex}/data", &hex[..2])
+    };
+    let config = format!("{{\"seed\":{seed}}}").into_bytes();
+    let layer = vec![seed; 100];
+    let (config_digest, layer_digest) = (sha256_digest(&config), sha256_digest(&layer));
+    let manifest = format!(
+        "{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\
+         \"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{config_digest}\",\"size\":{}}},\
+         \"layers\":[{{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"{layer_digest}\",\"size\":100}}]}}",
+        config.len()
+    )
+    .into_bytes();
+    let manifest_digest = sha256_digest(&manifest);
+    for (digest, body) in [
+        (&config_digest, config),
+        (&layer_digest, layer),
+        (&manifest_digest, manifest),
+    ] {
+        moto.put(bucket, &blob_key(digest), body).await.unwrap();
+    }
+    let repo_dir = format!("{v2}/repositories/{repo}");
+    let hex = |d: &str| d.strip_prefix("sha256:").unwrap().to_owned();
+    let links = [
+        format!(
+            "{repo_dir}/_manifests/revisions/sha256/{}/link",
+            hex(&manifest_digest)
+        ),
+        format!("{repo_dir}/_manifests/tags/v1/current/link"),
+        format!(
+            "{repo_dir}/_manifests/tags/v1/index/sha256/{}/link",
+            hex(&manifest_digest)
+        ),
+    ];
+    for key in links {
+        moto.put(bucket, &key, manifest_digest.clone().into_bytes())
+            .await
+            .unwrap();
+    }
+    for blob in [&config_digest, &layer_digest] {
+        let key = format!("{repo_dir}/_layers/sha256/{}/link", hex(blob));
+        moto.put(bucket, &key, blob.clone().into_bytes()).await.unwrap();
+    }
+    vec![config_digest, layer_digest, manifest_digest]
+}
+
+/// A proxy in front of moto answers the first DeleteObjects with `503 SlowDown`, then makes S3
+/// refuse one key (a per-key `AccessDenied` in a 200 answer, as for a bucket policy): the sweep
+/// backs off and goes on, reports exactly the refused blob as failed (exit code 1), does not
+/// count its bytes, deletes the other garbage, and leaves every referenced blob in place.
+#[tokio::test]
+async fn s3_per_key_delete_errors_and_throttling_are_reported_not_hidden() {
+    use regsweep_testkit::{CannedResponse, LoopbackServer, moto::forward, moto::xml_values};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let moto = MotoServer::start().await.unwrap();
+    moto.create_bucket("faults").await.unwrap();
+    let kept = put_image_keys(&moto, "faults", "r", "app", 1).await;
+    let mut garbage = Vec::new();
+    for seed in 0..4u8 {
+        let body = vec![100 + seed; 50 + usize::from(seed)];
+        let digest = sha256_digest(&body);
+        let hex = digest.strip_prefix("sha256:").unwrap().to_owned();
+        moto.put(
+            "faults",
+            &format!("r/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]),
+            body,
+        )
+        .await
+        .unwrap();
+        garbage.push(digest);
+    }
+    let refused = garbage[0].strip_prefix("sha256:").unwrap().to_owned();
+
+    let port = moto.port();
+    let slowdowns = Arc::new(AtomicUsize::new(0));
+    let served = slowdowns.clone();
+    let refused_hex = refused.clone();
+    let proxy = LoopbackServer::start(move |request| {
+        let is_delete = request.method == "POST" && request.target.contains("delete");
+        if !is_delete {
+            return forward(port, request).unwrap_or_else(|e| CannedResponse::new(502).body(e.to_string().into_bytes()));
+        }
+        if served.fetch_add(1, Ordering::SeqCst) == 0 {
+            return CannedResponse::new(503).body(
+                b"<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+                    .to_vec(),
+            );
+        }
+        // Drop the refused key from what reaches moto, and answer it with an error.
+        let body = String::from_utf8_lossy(&request.body).into_owned();
+        let keys = xml_values(&body, "Key");
+        let (denied, allowed): (Vec<String>, Vec<String>) =
+            keys.into_iter().partition(|k| k.contains(&refused_hex));
+        let mut forwarded = request.clone();
+        forwarded.headers.retain(|(k, _)| k != "content-md5" && !k.starts_with("x-amz-checksum"));
+        forwarded.body = format!(
+            "<Delete><Quiet>false</Quiet>{}</Delete>",
+            allowed.iter().map(|k| format!("<Object><Key>{k}</Key></Object>")).collect::<String>()
+        )
+        .into_bytes();
+        let mut answer = match forward(port, &forwarded) {
+            Ok(answer) => answer,
+            Err(e) => return CannedResponse::new(502).body(e.to_string().into_bytes()),
+        };
+        let errors: String = denied
+            .iter()
+            .map(|k| format!("<Error><Key>{k}</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"))
+            .collect();
+        let text = String::from_utf8_lossy(&answer.body).replace("</DeleteResult>", &format!("{errors}</DeleteResult>"));
+        answer.body = text.into_bytes();
+        answer
+    })
+    .unwrap();
+
+    let env = [
+        ("AWS_ENDPOINT_URL", proxy.base_url()),
+        ("AWS_ACCESS_KEY_ID", "x".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "y".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = gc_env(&["--json", "--grace", "0", "s3://faults/r"], &env);
+    assert_eq!(run.code, 1, "{run:#?}");
+    let report = run.json();
+    assert!(
+        slowdowns.load(Ordering::SeqCst) >= 2,
+        "the throttled request was retried"
+    );
+    let failures = report["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{report:#}");
+    assert!(
+        failures[0]["path"].as_str().unwrap().contains(&refused),
+        "{report:#}"
+    );
+    assert!(
+        failures[0]["error"].as_str().unwrap().contains("AccessDenied"),
+        "{report:#}"
+    );
+    let deleted: BTreeSet<String> = garbage[1..].iter().cloned().collect();
+    assert_eq!(strings(&report["blobs"], "digest"), deleted, "{report:#}");
+    let deleted_bytes: u64 = report["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(report["freed_bytes"].as_u64().unwrap(), deleted_bytes);
+    assert_eq!(report["requests"]["delete_errors"], 1, "{report:#}");
+
+    let left = s3_blobs(&moto, "faults", "r").await;
+    let mut expected: BTreeSet<String> = kept.into_iter().collect();
+    expected.insert(garbage[0].clone());
+    assert_eq!(left, expected);
 }

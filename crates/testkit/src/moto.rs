@@ -208,3 +208,54 @@ pub fn xml_values(xml: &str, tag: &str) -> Vec<String> {
     }
     out
 }
+
+/// Sends `request` (as a [`crate::LoopbackServer`] received it) to `127.0.0.1:port` and returns
+/// the answer, for proxies that count, delay or falsify S3 traffic in front of moto. Plain
+/// HTTP/1.1, one request per connection.
+pub fn forward(port: u16, request: &crate::RecordedRequest) -> Result<crate::CannedResponse> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut head = format!("{} {} HTTP/1.1\r\n", request.method, request.target);
+    for (name, value) in &request.headers {
+        if !matches!(
+            name.as_str(),
+            "connection" | "content-length" | "transfer-encoding"
+        ) {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        request.body.len()
+    ));
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(&request.body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of headers in the upstream answer")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .context("no status line in the upstream answer")?;
+    let mut response = crate::CannedResponse::new(status);
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':') {
+            let name = name.trim();
+            // The loopback server writes its own framing.
+            if !name.eq_ignore_ascii_case("content-length")
+                && !name.eq_ignore_ascii_case("connection")
+                && !name.eq_ignore_ascii_case("transfer-encoding")
+            {
+                response = response.header(name, value.trim());
+            }
+        }
+    }
+    Ok(response.body(raw[split + 4..].to_vec()))
+}

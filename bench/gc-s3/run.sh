@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# gc on S3 benchmark (not a test): generate a distribution storage tree with bench/gc's generator,
+# load it into moto (an S3 server on loopback), then run distribution's `garbage-collect --dry-run`
+# and `regsweep gc --dry-run` (both modes) on the same bucket, directly against moto and through a
+# loopback proxy adding a fixed latency per request, plus `regsweep gc` for real at the end. Prints
+# wall time, S3 requests (counted at the proxy) and peak memory, and the ratios.
+#
+#   bench/gc-s3/run.sh                         # 240 repositories, ~7,600 manifests, ~33k blobs
+#   bench/gc-s3/run.sh --repos 40 --images 6   # a quick run
+#   bench/gc-s3/run.sh --latency-ms 20
+#
+# Loading moto takes minutes (it stores ~100-200 objects/s), and distribution's collector through
+# the latency proxy sends one request at a time: the full-size run takes tens of minutes.
+# Needs: python3, GNU time (apt-get install -y time), docker-registry (apt-get install -y
+# docker-registry), moto_server (pip install 'moto[server]').
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+repos=240
+images=12
+latency=20
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --repos) repos="$2"; shift 2 ;;
+    --images) images="$2"; shift 2 ;;
+    --latency-ms) latency="$2"; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+command -v docker-registry >/dev/null || { echo "docker-registry missing: apt-get install -y docker-registry" >&2; exit 1; }
+command -v moto_server >/dev/null || { echo "moto_server missing: pip install 'moto[server]'" >&2; exit 1; }
+[ -x /usr/bin/time ] || { echo "GNU time missing: apt-get install -y time" >&2; exit 1; }
+
+cargo build --release --locked --quiet
+bin="${CARGO_TARGET_DIR:-target}/release/regsweep"
+
+dir="$(mktemp -d "${TMPDIR:-/tmp}/regsweep-gc-s3-XXXXXX")"
+trap 'rm -rf "$dir"' EXIT
+python3 bench/gc/gen_storage.py --out "$dir" --repos "$repos" --images "$images" >&2
+python3 bench/gc-s3/s3bench.py --bin "$bin" --tree "$dir" --latency-ms "$latency"
