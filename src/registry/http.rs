@@ -127,7 +127,7 @@ pub(super) enum Repeat {
 /// What a transport error means for a retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum TransportFault {
-    /// Nothing was sent: no connection could be made.
+    /// Nothing was sent: no connection could be made (refused, timed out, TLS handshake failed).
     Unsent,
     /// The request may have reached the server but its answer was lost, cut short or too slow:
     /// the connection was reset, closed early, or timed out.
@@ -139,15 +139,15 @@ pub(super) enum TransportFault {
 
 /// Classifies a reqwest error.
 pub(super) fn transport_fault(err: &reqwest::Error) -> TransportFault {
-    if err.is_connect() && !err.is_timeout() {
+    if err.is_connect() {
         // A TLS handshake refused by certificate checks also shows as a connect error; it does
         // not heal by retrying.
-        if describe_reqwest_error(err).contains("certificate") {
+        if is_certificate_error(&describe_reqwest_error(err)) {
             return TransportFault::Permanent;
         }
         return TransportFault::Unsent;
     }
-    if err.is_connect() || err.is_timeout() || err.is_request() || err.is_body() || err.is_decode() {
+    if err.is_timeout() || err.is_request() || err.is_body() || err.is_decode() {
         return TransportFault::AnswerLost;
     }
     TransportFault::Permanent
