@@ -4,7 +4,7 @@
 //! Every check is chosen to change nothing: a DELETE of a digest that cannot exist, a PUT of a
 //! manifest under a digest that its body does not hash to (every registry must refuse it, a
 //! read-only one refuses the method itself), a referrers query for a random digest. Only the
-//! tag-deletion check writes, through `apply`'s untag probe: two throw-away tags on a placeholder
+//! tag-deletion check writes, through the untag probe `apply` uses: two throw-away tags on a placeholder
 //! image, removed again, and only when deletes work.
 //!
 //! distribution answers a manifest DELETE with 405 in two situations, told apart here:
@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::apply::{UntagMethod, UntagProbe, ensure_deletes_allowed};
 use crate::digest::Digest;
 use crate::manifest::media_type;
 use crate::reference::RegistryAddr;
 use crate::registry::auth::{Challenge, parse_challenges};
+use crate::registry::delete::{self, UntagMethod, ensure_deletes_allowed};
 use crate::registry::{Client, ClientOptions, RegistryError};
 
 /// Catalog page sizes tried, largest first; the first one the registry accepts is reported.
@@ -355,7 +355,7 @@ async fn probe_writes(client: &Client, repo: &str, caps: &mut Capabilities) {
     if caps.deletes_enabled != Some(true) {
         return;
     }
-    match UntagProbe::default().method(client, repo).await {
+    match delete::probe(client, repo).await {
         Ok(method) => {
             caps.untag_method = Some(method);
             caps.delete_by_tag = Some(method == UntagMethod::DeleteByTag);
