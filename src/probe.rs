@@ -4,7 +4,7 @@
 //! Every check is chosen to change nothing: a DELETE of a digest that cannot exist, a PUT of a
 //! manifest under a digest that its body does not hash to (every registry must refuse it, a
 //! read-only one refuses the method itself), a referrers query for a random digest. Only the
-//! tag-deletion check writes, through `apply`'s untag probe: two throw-away tags on a placeholder
+//! tag-deletion check writes, through the untag probe `apply` uses: two throw-away tags on a placeholder
 //! image, removed again, and only when deletes work.
 //!
 //! distribution answers a manifest DELETE with 405 in two situations, told apart here:

@@ -712,3 +712,326 @@ mod html {
         assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Deployment examples: parsed, checked field by field, and their commands run for real against
+// a test registry (with the example host names and paths replaced by the test's).
+
+mod deploy {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    use regsweep_testkit::{RegistryOptions, TestRegistry, sample};
+    use serde_json::Value;
+
+    use super::common::{Run, regsweep_with};
+
+    const EXAMPLE_HOST: &str = "registry.example.com";
+
+    fn repo_file(path: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+    }
+
+    fn documents(path: &str) -> Vec<Value> {
+        let text = std::fs::read_to_string(repo_file(path)).unwrap();
+        serde_saphyr::from_multiple::<Value>(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}"))
+    }
+
+    fn strings(v: &Value) -> Vec<String> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("not a list: {v}"))
+            .iter()
+            .map(|s| s.as_str().expect("a string").to_owned())
+            .collect()
+    }
+
+    fn assert_cron(schedule: &str) {
+        let fields: Vec<&str> = schedule.split_whitespace().collect();
+        assert_eq!(
+            fields.len(),
+            5,
+            "schedule `{schedule}` is not a 5-field cron expression"
+        );
+        for f in fields {
+            assert!(
+                !f.is_empty() && f.chars().all(|c| c.is_ascii_digit() || "*/,-".contains(c)),
+                "cron field `{f}`"
+            );
+        }
+    }
+
+    /// The checks every CronJob here must pass; returns the pod spec.
+    fn check_cronjob(job: &Value) -> &Value {
+        assert_cron(job["spec"]["schedule"].as_str().expect("schedule"));
+        assert_eq!(job["spec"]["concurrencyPolicy"], "Forbid");
+        let pod = &job["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Never");
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert!(pod["securityContext"]["runAsUser"].as_u64().unwrap() > 0);
+        let containers = pod["containers"].as_array().unwrap().iter();
+        let init = pod["initContainers"].as_array().into_iter().flatten();
+        for c in containers.chain(init) {
+            assert!(c["image"].as_str().unwrap().contains("regsweep"), "{c}");
+            assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false, "{c}");
+            assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true, "{c}");
+            assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL", "{c}");
+        }
+        pod
+    }
+
+    /// Where each volume is mounted in `container`, by volume name.
+    fn mounts(container: &Value) -> BTreeMap<String, String> {
+        container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().to_owned(),
+                    m["mountPath"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn run(args: &[String], env: &[(&str, &str)]) -> Run {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        regsweep_with(&args, env, None)
+    }
+
+    /// Replaces the example's paths and host with the test's.
+    fn localize(args: &[String], swaps: &[(&str, String)]) -> Vec<String> {
+        args.iter()
+            .map(|a| {
+                swaps
+                    .iter()
+                    .fold(a.clone(), |acc, (from, to)| acc.replace(from, to))
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn kubernetes_retention_cronjob_plans_and_applies_the_configmap_policy() {
+        let docs = documents("deploy/kubernetes/retention.yaml");
+        let config_map = kind(&docs, "ConfigMap");
+        let secret = kind(&docs, "Secret");
+        let pod = check_cronjob(kind(&docs, "CronJob"));
+        assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
+        let docker_config: Value =
+            serde_json::from_str(secret["stringData"][".dockerconfigjson"].as_str().unwrap()).unwrap();
+        assert!(
+            docker_config["auths"][EXAMPLE_HOST].is_object(),
+            "{docker_config}"
+        );
+
+        // Volumes: the ConfigMap and the Secret above, the Secret's key as config.json.
+        let volumes: BTreeMap<String, &Value> = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| (v["name"].as_str().unwrap().to_owned(), v))
+            .collect();
+        assert_eq!(
+            volumes["policy"]["configMap"]["name"],
+            config_map["metadata"]["name"]
+        );
+        let auth = &volumes["registry-auth"]["secret"];
+        assert_eq!(auth["secretName"], secret["metadata"]["name"]);
+        assert_eq!(auth["items"][0]["key"], ".dockerconfigjson");
+        assert_eq!(auth["items"][0]["path"], "config.json");
+
+        let plan = &pod["initContainers"][0];
+        let apply = &pod["containers"][0];
+        for c in [plan, apply] {
+            let mounted = mounts(c);
+            let docker_config = c["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == "DOCKER_CONFIG")
+                .expect("DOCKER_CONFIG is set");
+            assert_eq!(docker_config["value"].as_str().unwrap(), mounted["registry-auth"]);
+        }
+        let plan_args = strings(&plan["args"]);
+        let apply_args = strings(&apply["args"]);
+        let policy_path = &plan_args[plan_args.iter().position(|a| a == "--policy").unwrap() + 1];
+        let policy_dir = &mounts(plan)["policy"];
+        let key = policy_path
+            .strip_prefix(&format!("{policy_dir}/"))
+            .expect("policy under its mount");
+        let policy = config_map["data"][key]
+            .as_str()
+            .expect("the policy key is in the ConfigMap");
+        let work_dir = &mounts(plan)["work"];
+        assert_eq!(
+            &mounts(apply)["work"],
+            work_dir,
+            "apply reads the plan where plan wrote it"
+        );
+        assert!(apply_args.contains(&format!("{work_dir}/plan.json")));
+
+        // Now run both steps for real against a registry with the sample content.
+        let reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+        sample(&reg.client()).await.unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let (policy_tmp, auth_tmp, work_tmp) =
+            (tmp.path().join("p"), tmp.path().join("a"), tmp.path().join("w"));
+        for d in [&policy_tmp, &auth_tmp, &work_tmp] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::write(policy_tmp.join(key), policy).unwrap();
+        std::fs::write(auth_tmp.join("config.json"), r#"{"auths": {}}"#).unwrap();
+        let swaps = [
+            (policy_dir.as_str(), policy_tmp.display().to_string()),
+            (work_dir.as_str(), work_tmp.display().to_string()),
+            (EXAMPLE_HOST, reg.host()),
+        ];
+        let env = [("DOCKER_CONFIG", auth_tmp.to_str().unwrap())];
+        let planned = run(&localize(&plan_args, &swaps), &env);
+        planned.assert_ok();
+        assert!(work_tmp.join("plan.html").is_file());
+        let plan_json: Value =
+            serde_json::from_slice(&std::fs::read(work_tmp.join("plan.json")).unwrap()).unwrap();
+        assert!(
+            plan_json["totals"]["tags_deleted"].as_u64().unwrap() > 0,
+            "the example policy deletes something"
+        );
+        let applied = run(&localize(&apply_args, &swaps), &env);
+        applied.assert_ok();
+        // What the policy keeps is still there.
+        let pusher = reg.client();
+        for repo in pusher.catalog().await.unwrap() {
+            let tags = pusher.tags(&repo).await.unwrap();
+            assert!(!tags.is_empty(), "{repo} lost every tag");
+            if plan_json["repositories"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["repository"] == repo.as_str() && r["tags"].to_string().contains("\"latest\""))
+            {
+                assert!(tags.contains(&"latest".to_owned()), "{repo}: {tags:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn kubernetes_gc_cronjob_requires_a_read_only_registry() {
+        let docs = documents("deploy/kubernetes/gc.yaml");
+        let pod = check_cronjob(kind(&docs, "CronJob"));
+        let gc = &pod["containers"][0];
+        let args = strings(&gc["args"]);
+        assert_eq!(args[0], "gc");
+        assert!(args.contains(&"--require-read-only".to_owned()));
+        let url_at = args
+            .iter()
+            .position(|a| a == "--registry-url")
+            .expect("--registry-url");
+        let url = args[url_at + 1].clone();
+        let storage = mounts(gc)["storage"].clone();
+        assert_eq!(args.last().unwrap(), &storage, "gc collects the mounted storage");
+        assert!(pod["volumes"][0]["persistentVolumeClaim"]["claimName"].is_string());
+
+        let mut writable = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+        sample(&writable.client()).await.unwrap();
+        let root = writable.storage_root().display().to_string();
+        // While the registry accepts writes, the job refuses to collect.
+        let refused = run(
+            &localize(&args, &[(&url, writable.base_url()), (&storage, root.clone())]),
+            &[],
+        );
+        assert_eq!(refused.code, 1, "{refused:#?}");
+        assert!(refused.stderr.contains("accepts writes"), "{}", refused.stderr);
+        writable.stop().await.unwrap();
+        let read_only = TestRegistry::start(
+            RegistryOptions::default()
+                .read_only()
+                .with_storage_root(writable.storage_root()),
+        )
+        .await
+        .unwrap();
+        let collected = run(
+            &localize(&args, &[(&url, read_only.base_url()), (&storage, root)]),
+            &[],
+        );
+        collected.assert_ok();
+        assert!(collected.stderr.contains("is read-only"), "{}", collected.stderr);
+    }
+
+    /// `Key=value` lines of a systemd unit, in order.
+    fn unit(path: &str) -> Vec<(String, String)> {
+        std::fs::read_to_string(repo_file(path))
+            .unwrap()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| match l.split_once('=') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None => (l.to_owned(), String::new()),
+            })
+            .collect()
+    }
+
+    fn value<'a>(unit: &'a [(String, String)], key: &str) -> &'a str {
+        unit.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {key}="))
+    }
+
+    #[tokio::test]
+    async fn systemd_service_and_timer() {
+        let timer = unit("deploy/systemd/regsweep.timer");
+        assert!(timer.iter().any(|(k, _)| k == "[Timer]"));
+        assert!(!value(&timer, "OnCalendar").is_empty());
+        assert_eq!(value(&timer, "Persistent"), "true");
+        assert_eq!(value(&timer, "WantedBy"), "timers.target");
+
+        let service = unit("deploy/systemd/regsweep.service");
+        assert_eq!(value(&service, "Type"), "oneshot");
+        assert_eq!(
+            value(&service, "DynamicUser"),
+            "yes",
+            "runs as a throw-away non-root user"
+        );
+        assert_eq!(value(&service, "NoNewPrivileges"), "yes");
+        let credential = value(&service, "LoadCredential");
+        let (name, _) = credential.split_once(':').expect("LoadCredential=NAME:PATH");
+        let state = format!("/var/lib/{}", value(&service, "StateDirectory"));
+        let commands: Vec<Vec<String>> = ["ExecStartPre", "ExecStart"]
+            .iter()
+            .map(|k| value(&service, k).split_whitespace().map(str::to_owned).collect())
+            .collect();
+        for command in &commands {
+            assert_eq!(command[0], "/usr/local/bin/regsweep");
+            assert!(
+                command.contains(&format!("%d/{name}")),
+                "reads the loaded credential: {command:?}"
+            );
+        }
+
+        // Run both for real: the policy of the Kubernetes example, the test registry.
+        let docs = documents("deploy/kubernetes/retention.yaml");
+        let policy = kind(&docs, "ConfigMap")["data"]["policy.yaml"].as_str().unwrap();
+        let reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
+        sample(&reg.client()).await.unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("policy.yaml"), policy).unwrap();
+        std::fs::write(tmp.path().join(name), r#"{"auths": {}}"#).unwrap();
+        let swaps = [
+            ("/etc/regsweep", tmp.path().display().to_string()),
+            ("%d", tmp.path().display().to_string()),
+            (state.as_str(), tmp.path().display().to_string()),
+            (EXAMPLE_HOST, reg.host()),
+        ];
+        for command in &commands {
+            run(&localize(&command[1..], &swaps), &[]).assert_ok();
+        }
+        assert!(tmp.path().join("plan.html").is_file());
+    }
+}

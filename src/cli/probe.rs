@@ -1,9 +1,9 @@
 //! `regsweep probe REGISTRY[/REPO]`: what the registry allows and what regsweep will use there.
 
 use clap::Args;
-use regsweep::apply::UntagMethod;
 use regsweep::probe::{AuthKind, Capabilities};
 use regsweep::reference::Location;
+use regsweep::registry::delete::UntagMethod;
 
 use super::connect::{RegistryArgs, runtime};
 use super::output::print_json;
