@@ -341,3 +341,55 @@ async fn du_counts_shared_layers_once() {
     run.assert_ok();
     assert!(run.stdout.contains("2 repositories"), "{}", run.stdout);
 }
+
+#[tokio::test]
+async fn tags_long_folds_signature_tags_under_their_image() {
+    let reg = registry().await;
+    let p = reg.client();
+    let image = p
+        .push_image("signed", Some("v1"), &ImageSpec::seeded(51))
+        .await
+        .unwrap();
+    let untagged = p
+        .push_image("signed", None, &ImageSpec::seeded(52))
+        .await
+        .unwrap();
+    p.push_cosign_signature("signed", &image.digest, 53)
+        .await
+        .unwrap();
+    p.push_cosign_signature("signed", &untagged.digest, 54)
+        .await
+        .unwrap();
+    let repo = format!("{}/signed", reg.host());
+
+    let run = regsweep(&["tags", "--long", &repo]);
+    run.assert_ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    // Tags sort by name: the signature of the untagged image (shortened, its subject is not
+    // listed), then v1 with its own signature folded under it.
+    assert_eq!(lines.len(), 4, "{}", run.stdout);
+    let orphan = format!("sha256-{}….sig ", &untagged.digest[7..19]);
+    assert!(lines[1].starts_with(&orphan), "{}", run.stdout);
+    assert!(lines[2].starts_with("v1 "), "{}", run.stdout);
+    assert_eq!(lines[3], "  ↳ 1 signature", "{}", run.stdout);
+    assert!(
+        !run.stdout.contains(&image.digest[7..]),
+        "no full-length tag: {}",
+        run.stdout
+    );
+
+    // JSON still lists every tag in full.
+    let run = regsweep(&["--json", "tags", "--long", &repo]);
+    run.assert_ok();
+    let tags: Vec<String> = run.json()["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tags.len(), 3, "{tags:?}");
+    assert!(
+        tags.contains(&format!("sha256-{}.sig", &image.digest[7..])),
+        "{tags:?}"
+    );
+}

@@ -8,7 +8,8 @@ use regsweep::reference::{ImageRef, Location, RegistryAddr};
 use serde::Serialize;
 
 use super::connect::{RegistryArgs, runtime};
-use super::output::{Bar, print_json, print_table, size, table};
+use super::fold;
+use super::output::{Bar, or_dash, plural, print_json, print_table, print_table_with_notes, size, table};
 use super::retention::with_json_error;
 use super::{OutputArgs, UsageError, exit};
 
@@ -136,7 +137,10 @@ fn tags_command(args: &TagsArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     }
     let failed = details.iter().filter(|d| d.error.is_some()).count();
     if failed > 0 {
-        eprintln!("error: {failed} of {} tags could not be resolved", details.len());
+        eprintln!(
+            "error: {failed} of {} could not be resolved",
+            plural(details.len(), "tag", "tags")
+        );
         return Ok(exit::ERROR);
     }
     Ok(exit::OK)
@@ -144,29 +148,48 @@ fn tags_command(args: &TagsArgs, output: &OutputArgs) -> anyhow::Result<u8> {
 
 fn print_tag_table(details: &[TagDetail]) {
     let mut t = table(&["TAG", "DIGEST", "TYPE", "PLATFORMS", "SIZE", "CREATED"]);
-    for row in details {
-        match (&row.image, &row.error) {
-            (Some(image), _) => {
-                let platforms: Vec<&str> = image.platforms.iter().map(|p| p.platform.as_str()).collect();
-                t.add_row(vec![
-                    row.tag.clone(),
-                    image.digest.short().to_owned(),
-                    short_media_type(&image.media_type).to_owned(),
-                    platforms.join(","),
-                    size(image.size),
-                    image.created.clone().unwrap_or_default(),
-                ]);
-            }
-            (None, error) => {
-                t.add_row(vec![
-                    row.tag.clone(),
-                    "error".into(),
-                    error.clone().unwrap_or_default(),
-                ]);
-            }
-        }
+    let rows: Vec<fold::Row> = details
+        .iter()
+        .map(|d| fold::Row {
+            tag: &d.tag,
+            digest: d.image.as_ref().map(|image| &image.digest),
+            label: "",
+        })
+        .collect();
+    let mut notes = Vec::new();
+    for shown in fold::fold(&rows) {
+        let mut row = tag_row(&details[shown.index]);
+        row[0] = shown.tag;
+        t.add_row(row);
+        notes.push(shown.note);
     }
-    print_table(&mut t);
+    print_table_with_notes(&mut t, &notes, "  ");
+}
+
+/// One row of the `tags --long` table; what is not known is a `-`.
+fn tag_row(row: &TagDetail) -> Vec<String> {
+    let Some(image) = &row.image else {
+        return vec![
+            row.tag.clone(),
+            "error".into(),
+            row.error.clone().unwrap_or_default(),
+        ];
+    };
+    let platforms: Vec<&str> = image.platforms.iter().map(|p| p.platform.as_str()).collect();
+    vec![
+        row.tag.clone(),
+        image.digest.short().to_owned(),
+        short_media_type(&image.media_type).to_owned(),
+        or_dash(Some(&platforms.join(","))),
+        size(image.size),
+        or_dash(known_time(image.created.as_deref())),
+    ]
+}
+
+/// A creation time, unless it is Go's zero time, which reproducible builds (ko, Bazel,
+/// `SOURCE_DATE_EPOCH` unset) write when they do not know it.
+fn known_time(created: Option<&str>) -> Option<&str> {
+    created.filter(|time| !time.starts_with("0001-01-01"))
 }
 
 /// A short name for a manifest media type, for tables.
@@ -293,8 +316,8 @@ fn du_command(args: &DuArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         let elapsed = started.elapsed().as_secs_f64();
         let requests = client.requests_sent();
         tracing::info!(
-            "scanned {} repositories with {requests} requests in {elapsed:.2}s ({:.0} requests/s)",
-            report.repositories.len(),
+            "scanned {} with {requests} requests in {elapsed:.2}s ({:.0} requests/s)",
+            plural(report.repositories.len(), "repository", "repositories"),
             requests as f64 / elapsed.max(1e-9)
         );
         anyhow::Ok(report)
@@ -319,9 +342,9 @@ fn du_command(args: &DuArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         }
         print_table(&mut t);
         println!(
-            "{} repositories, {} distinct blobs: {} stored ({} without sharing)",
-            report.repositories.len(),
-            report.blobs,
+            "{}, {}: {} stored ({} without sharing)",
+            plural(report.repositories.len(), "repository", "repositories"),
+            plural(report.blobs, "distinct blob", "distinct blobs"),
             size(report.total_bytes),
             size(report.sum_of_repositories_bytes)
         );
@@ -333,10 +356,51 @@ fn du_command(args: &DuArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     }
     if report.repositories_with_errors > 0 {
         eprintln!(
-            "error: {} repositories could not be read completely; their figures undercount",
-            report.repositories_with_errors
+            "error: {} could not be read completely; their figures undercount",
+            plural(report.repositories_with_errors, "repository", "repositories")
         );
         return Ok(exit::ERROR);
     }
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use regsweep::digest::Digest;
+    use regsweep::look::ImageSummary;
+    use regsweep::manifest::{ManifestKind, media_type};
+
+    use super::*;
+
+    fn image(created: Option<&str>) -> ImageSummary {
+        ImageSummary {
+            digest: Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap(),
+            media_type: media_type::OCI_MANIFEST.into(),
+            kind: ManifestKind::Image,
+            manifest_size: 400,
+            size: 2048,
+            created: created.map(str::to_owned),
+            platforms: Vec::new(),
+            artifact_type: None,
+            subject: None,
+        }
+    }
+
+    fn row(tag: &str, created: Option<&str>) -> Vec<String> {
+        tag_row(&TagDetail {
+            tag: tag.into(),
+            image: Some(image(created)),
+            error: None,
+        })
+    }
+
+    #[test]
+    fn unknown_values_are_dashes() {
+        assert_eq!(
+            row("v1", Some("0001-01-01T00:00:00Z")),
+            ["v1", "abababababab", "oci", "-", "2.0 KiB", "-"]
+        );
+        assert_eq!(row("v2", None)[5], "-");
+        assert_eq!(row("v3", Some("2024-05-01T10:00:00Z"))[5], "2024-05-01T10:00:00Z");
+    }
 }

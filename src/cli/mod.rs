@@ -3,6 +3,7 @@
 
 pub mod completions;
 pub mod connect;
+mod fold;
 pub mod gc;
 pub mod look;
 pub mod man;

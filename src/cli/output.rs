@@ -25,6 +25,23 @@ pub fn size(bytes: u64) -> String {
     bytesize::ByteSize(bytes).display().iec().to_string()
 }
 
+/// A value a table cell has no figure for, shown as `-` like `docker images` does.
+pub fn or_dash(value: Option<&str>) -> String {
+    match value {
+        Some(text) if !text.is_empty() => text.to_owned(),
+        _ => "-".to_owned(),
+    }
+}
+
+/// A count with its noun in the right number: `1 tag`, `2 tags`, `0 tags`.
+///
+/// Takes anything displayable so that every integer type reads the same at the call site.
+pub fn plural(n: impl std::fmt::Display, one: &str, many: &str) -> String {
+    let n = n.to_string();
+    let noun = if n == "1" { one } else { many };
+    format!("{n} {noun}")
+}
+
 /// A plain, borderless table in the style of `docker images`.
 pub fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
@@ -37,12 +54,22 @@ pub fn table(header: &[&str]) -> Table {
 
 /// Prints a table without trailing spaces.
 pub fn print_table(table: &mut Table) {
+    print_table_with_notes(table, &[], "");
+}
+
+/// Prints a table like [`print_table`], with a note on its own line under some rows
+/// (`notes[i]` under row `i`), indented by `indent`.
+pub fn print_table_with_notes(table: &mut Table, notes: &[Option<String>], indent: &str) {
     // Columns separated by two spaces and no indent, like `docker images`.
     for column in table.column_iter_mut() {
         column.set_padding((0, 2));
     }
-    for line in table.lines() {
+    // One line for the header, then one per row: no cell holds a line break.
+    for (i, line) in table.lines().enumerate() {
         println!("{}", line.trim_end());
+        if let Some(Some(note)) = i.checked_sub(1).and_then(|row| notes.get(row)) {
+            println!("{indent}{note}");
+        }
     }
 }
 
@@ -139,6 +166,21 @@ fn join_causes(causes: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plurals_follow_the_count() {
+        assert_eq!(plural(1usize, "tag", "tags"), "1 tag");
+        assert_eq!(plural(0u64, "tag", "tags"), "0 tags");
+        assert_eq!(plural(2u32, "repository", "repositories"), "2 repositories");
+        assert_eq!(plural(11usize, "blob", "blobs"), "11 blobs");
+    }
+
+    #[test]
+    fn missing_values_are_a_dash() {
+        assert_eq!(or_dash(None), "-");
+        assert_eq!(or_dash(Some("")), "-");
+        assert_eq!(or_dash(Some("linux/amd64")), "linux/amd64");
+    }
 
     fn join(causes: &[&str]) -> String {
         join_causes(&causes.iter().map(|c| c.to_string()).collect::<Vec<_>>())

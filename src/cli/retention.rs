@@ -14,7 +14,8 @@ use regsweep::registry::Client;
 use regsweep::retention::{self, Removal};
 
 use super::connect::{RegistryArgs, runtime};
-use super::output::{Bar, print_json, print_table, size, table};
+use super::fold;
+use super::output::{Bar, plural, print_json, print_table_with_notes, size, table};
 use super::policy::PolicyArgs;
 use super::{OutputArgs, UsageError, exit};
 
@@ -257,16 +258,32 @@ fn print_plan(plan: &Plan, all: bool) {
             }
         }
         let mut t = table(&["  TAG", "DIGEST", "ACTION", "REASON"]);
-        for tag in repo.tags.iter().filter(|t| all || t.action != TagAction::Keep) {
+        let listed: Vec<_> = repo
+            .tags
+            .iter()
+            .filter(|t| all || t.action != TagAction::Keep)
+            .collect();
+        let rows: Vec<fold::Row> = listed
+            .iter()
+            .map(|tag| fold::Row {
+                tag: &tag.tag,
+                digest: Some(&tag.digest),
+                label: action_word(tag.action),
+            })
+            .collect();
+        let mut notes = Vec::new();
+        for shown in fold::fold(&rows) {
+            let tag = listed[shown.index];
             t.add_row(vec![
-                format!("  {}", tag.tag),
+                format!("  {}", shown.tag),
                 tag.digest.short().to_owned(),
                 action_word(tag.action).to_owned(),
                 tag.reason.clone(),
             ]);
+            notes.push(shown.note);
         }
         if t.row_count() > 0 {
-            print_table(&mut t);
+            print_table_with_notes(&mut t, &notes, "    ");
         }
         let manifests = repo
             .actions
@@ -280,32 +297,43 @@ fn print_plan(plan: &Plan, all: bool) {
             .count();
         if manifests > 0 {
             println!(
-                "  deletes {manifests} manifests ({untagged_manifests} untagged: index children and referrers); frees {}",
+                "  deletes {} ({untagged_manifests} untagged: index children and referrers); frees {}",
+                plural(manifests, "manifest", "manifests"),
                 size(repo.bytes_freed)
             );
         }
         println!();
     }
     if untouched > 0 {
-        println!("{untouched} repositories unchanged (use --all to list their tags)");
+        println!(
+            "{} unchanged (use --all to list their tags)",
+            plural(untouched, "repository", "repositories")
+        );
     }
+    println!("{}", plan_summary(plan));
     let t = &plan.totals;
-    println!(
-        "Plan for {}: {} repositories; tags: {} kept, {} deleted, {} untagged only; {} manifests deleted; {} freed once the registry's garbage collection runs.",
+    if t.repositories_refused > 0 || t.repositories_with_errors > 0 {
+        println!(
+            "Nothing is deleted in {} refused by a guard and {} with read errors.",
+            plural(t.repositories_refused, "repository", "repositories"),
+            t.repositories_with_errors
+        );
+    }
+}
+
+/// The plan's last line: what it keeps, deletes and frees.
+fn plan_summary(plan: &Plan) -> String {
+    let t = &plan.totals;
+    format!(
+        "Plan for {}: {}; tags: {} kept, {} deleted, {} untagged only; {} deleted; {} freed once the registry's garbage collection runs.",
         plan.registry,
-        t.repositories,
+        plural(t.repositories, "repository", "repositories"),
         t.tags_kept,
         t.tags_deleted,
         t.tags_untagged,
-        t.manifests_deleted,
+        plural(t.manifests_deleted, "manifest", "manifests"),
         size(t.bytes_freed)
-    );
-    if t.repositories_refused > 0 || t.repositories_with_errors > 0 {
-        println!(
-            "Nothing is deleted in {} repositories refused by a guard and {} with read errors.",
-            t.repositories_refused, t.repositories_with_errors
-        );
-    }
+    )
 }
 
 pub fn apply(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
@@ -352,9 +380,14 @@ fn apply_command(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     if !args.yes {
         let repositories = plan.repositories.iter().filter(|r| !r.actions.is_empty()).count();
         confirm(&format!(
-            "Delete {deletes} manifests, untag {untags} tags{}, in {} of {}?",
+            "Delete {}, untag {}{}, in {} of {}?",
+            plural(deletes, "manifest", "manifests"),
+            plural(untags, "tag", "tags"),
             if leftovers > 0 {
-                format!(", remove {leftovers} leftover placeholders")
+                format!(
+                    ", remove {}",
+                    plural(leftovers, "leftover placeholder", "leftover placeholders")
+                )
             } else {
                 String::new()
             },
@@ -371,10 +404,6 @@ fn apply_command(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let report = rt.block_on(apply::apply(&client, &plan, &options, &bar))?;
     bar.finish();
     finish(&report, output)
-}
-
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Asks on the terminal; refuses without one.
@@ -409,32 +438,44 @@ fn finish(report: &ApplyReport, output: &OutputArgs) -> anyhow::Result<u8> {
         for f in report.refused.iter().chain(&report.failed) {
             eprintln!("failed {} {}: {}", f.repository, f.target, f.detail);
         }
-        let tags: usize = report.deleted.iter().map(|d| d.tags.len()).sum();
-        let cleaned = if report.cleaned.is_empty() {
-            String::new()
-        } else {
-            format!(", removed {} leftover placeholders", report.cleaned.len())
-        };
-        println!(
-            "Deleted {} manifests ({} tags), untagged {} tags{}{cleaned}; {} skipped, {} refused, {} failed. About {} can be reclaimed by the registry's garbage collection (`regsweep gc`).",
-            report.deleted.len(),
-            tags,
-            report.untagged.len(),
-            report
-                .untag_method
-                .map(|m| format!(" ({})", untag_method_words(m)))
-                .unwrap_or_default(),
-            report.skipped.len(),
-            report.refused.len(),
-            report.failed.len(),
-            size(report.bytes_freed)
-        );
+        println!("{}", apply_summary(report));
     }
     Ok(if report.is_success() {
         exit::OK
     } else {
         exit::ERROR
     })
+}
+
+/// The last line of `apply` and `rm`: what was done, and what the registry's GC can reclaim.
+fn apply_summary(report: &ApplyReport) -> String {
+    let tags: usize = report.deleted.iter().map(|d| d.tags.len()).sum();
+    let cleaned = if report.cleaned.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", removed {}",
+            plural(
+                report.cleaned.len(),
+                "leftover placeholder",
+                "leftover placeholders"
+            )
+        )
+    };
+    format!(
+        "Deleted {} ({}), untagged {}{}{cleaned}; {} skipped, {} refused, {} failed. About {} can be reclaimed by the registry's garbage collection (`regsweep gc`).",
+        plural(report.deleted.len(), "manifest", "manifests"),
+        plural(tags, "tag", "tags"),
+        plural(report.untagged.len(), "tag", "tags"),
+        report
+            .untag_method
+            .map(|m| format!(" ({})", untag_method_words(m)))
+            .unwrap_or_default(),
+        report.skipped.len(),
+        report.refused.len(),
+        report.failed.len(),
+        size(report.bytes_freed)
+    )
 }
 
 fn untag_method_words(method: apply::UntagMethod) -> &'static str {
@@ -557,10 +598,43 @@ fn restore_command(args: &RestoreArgs, output: &OutputArgs) -> anyhow::Result<u8
         Ok(exit::OK)
     } else {
         eprintln!(
-            "error: {} of {} manifests could not be restored (were their blobs garbage-collected?)",
+            "error: {} of {} could not be restored (were their blobs garbage-collected?)",
             failed.len(),
-            results.len()
+            plural(results.len(), "manifest", "manifests")
         );
         Ok(exit::ERROR)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use regsweep::apply::Done;
+
+    use super::*;
+
+    fn done(target: &str, tags: &[&str]) -> Done {
+        Done {
+            repository: "app".into(),
+            target: target.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn summaries_count_in_the_right_number() {
+        let report = ApplyReport {
+            deleted: vec![done("@sha256:aa", &["v1"])],
+            untagged: vec![done("v2", &[])],
+            cleaned: vec![done("v3", &[])],
+            bytes_freed: 1024,
+            ..ApplyReport::default()
+        };
+        assert_eq!(
+            apply_summary(&report),
+            "Deleted 1 manifest (1 tag), untagged 1 tag, removed 1 leftover placeholder; 0 skipped, \
+             0 refused, 0 failed. About 1.0 KiB can be reclaimed by the registry's garbage collection \
+             (`regsweep gc`)."
+        );
     }
 }
