@@ -681,6 +681,11 @@ async fn empty_registry_and_bad_targets() {
     let run = gc(&["/nonexistent/registry"]);
     assert_eq!(run.code, 2, "{run:#?}");
     assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
+    // With --json, stdout is still one JSON document when gc fails before its report.
+    let run = gc(&["--json", "/nonexistent/registry"]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    let document: Value = serde_json::from_str(&run.stdout).expect("one JSON document on stdout");
+    assert_eq!(document["error"]["code"], "usage", "{run:#?}");
     let run = gc(&["--grace", "soon", &config]);
     assert_eq!(run.code, 2, "{run:#?}");
     let scratch = tempfile::tempdir().unwrap();

@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::digest::Digest;
 use crate::graph::{RepoGraph, ScanOptions, add_manifests_if_present, scan_assuming};
 use crate::look::{NoProgress, Progress};
-use crate::plan::{Action, Plan, RepoPlan, TagAction};
+use crate::plan::{Plan, RepoPlan, TagAction};
 use crate::reference::Repository;
 pub use crate::registry::delete::UntagMethod;
 use crate::registry::delete::{DeleteByTag, MethodProbe, Remover, UntagError, ensure_deletes_allowed};
@@ -182,14 +182,7 @@ async fn read_live(client: &Client, repo: &RepoPlan, concurrency: usize) -> (Rep
         with_configs: false,
         concurrency,
     };
-    let planned: HashSet<&Digest> = repo
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::DeleteManifest { digest, .. } => Some(digest),
-            _ => None,
-        })
-        .collect();
+    let planned = repo.deleted_manifests();
     let doomed: HashMap<String, Digest> = repo
         .tags
         .iter()

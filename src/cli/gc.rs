@@ -125,10 +125,7 @@ pub fn run(args: &GcArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let located = match storage::locate(&args.target, |name| std::env::var(name).ok()) {
         Ok(located) => located,
         // Pointing at something that is not a registry's storage is a usage mistake (exit 2).
-        Err(err) if err.is_wrong_target() => {
-            eprintln!("error: {err}");
-            return Ok(exit::USAGE);
-        }
+        Err(err) if err.is_wrong_target() => return Err(super::UsageError::new(err.to_string()).into()),
         Err(err) => return Err(err.into()),
     };
     let notes = !output.quiet && !output.json;

@@ -126,9 +126,10 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => retention::apply(args, &cli.output),
         Command::Rm(args) => retention::rm(args, &cli.output),
         Command::Restore(args) => retention::restore(args, &cli.output),
-        Command::Policy(args) => policy::run(args, &cli.output),
-        Command::Gc(args) => gc::run(args, &cli.output),
-        Command::Probe(args) => probe::run(args, &cli.output),
+        // With `--json`, a failure before the document is printed still prints one document.
+        Command::Policy(args) => retention::with_json_error(&cli.output, || policy::run(args, &cli.output)),
+        Command::Gc(args) => retention::with_json_error(&cli.output, || gc::run(args, &cli.output)),
+        Command::Probe(args) => retention::with_json_error(&cli.output, || probe::run(args, &cli.output)),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args, &cli.output),
     };

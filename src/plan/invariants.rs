@@ -175,14 +175,7 @@ fn check(g: &RepoGraph, decisions: &Decisions, repo: &RepoPlan) -> Result<(), St
             false => Err("a refused repository has actions".into()),
         };
     }
-    let deleted: HashSet<&Digest> = repo
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::DeleteManifest { digest, .. } => Some(digest),
-            _ => None,
-        })
-        .collect();
+    let deleted = repo.deleted_manifests();
     let untagged: HashSet<&str> = repo
         .actions
         .iter()

@@ -148,6 +148,19 @@ pub struct Plan {
     pub totals: Totals,
 }
 
+impl RepoPlan {
+    /// The manifests this repository's plan deletes.
+    pub fn deleted_manifests(&self) -> HashSet<&Digest> {
+        self.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::DeleteManifest { digest, .. } => Some(digest),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 impl Plan {
     /// Adds the repositories of another plan of the same registry (`rm` plans each repository
     /// on its own and reports them as one). Totals are summed, so a blob freed in two
