@@ -114,17 +114,21 @@ fn blob_path(root: &Path, digest: &str) -> PathBuf {
     v2(root).join(format!("blobs/sha256/{}/{hex}", &hex[..2]))
 }
 
+/// Copies a storage tree with the testkit's copier (see `regsweep_testkit::copy_tree`).
 fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
+    regsweep_testkit::copy_tree(from, to).expect("the storage tree can be copied");
+}
+
+/// A gc report's `freed_bytes` is the sum of the sizes of the blobs it lists as deleted.
+#[track_caller]
+fn assert_freed_bytes_are_the_deleted_blobs(report: &Value) {
+    let deleted_bytes: u64 = report["blobs"]
+        .as_array()
+        .expect("the report lists blobs")
+        .iter()
+        .map(|b| b["size"].as_u64().expect("each blob has a size"))
+        .sum();
+    assert_eq!(report["freed_bytes"].as_u64(), Some(deleted_bytes), "{report:#}");
 }
 
 /// A config.yml for distribution's garbage collector over `root`.
@@ -964,13 +968,7 @@ async fn s3_gc_keeps_every_tag_pullable_matches_distribution_and_keeps_multi_arc
         strings(&report["blobs"], "digest")
     );
     assert!(!report["blobs"].as_array().unwrap().is_empty());
-    let deleted_bytes: u64 = report["blobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["size"].as_u64().unwrap())
-        .sum();
-    assert_eq!(report["freed_bytes"].as_u64().unwrap(), deleted_bytes);
+    assert_freed_bytes_are_the_deleted_blobs(&report);
 
     // With --delete-untagged: the superseded build and the orphan referrer go, and the
     // multi-arch children distribution 2.8 deletes stay.
@@ -1407,13 +1405,7 @@ async fn s3_per_key_delete_errors_and_throttling_are_reported_not_hidden() {
     );
     let deleted: BTreeSet<String> = garbage[1..].iter().cloned().collect();
     assert_eq!(strings(&report["blobs"], "digest"), deleted, "{report:#}");
-    let deleted_bytes: u64 = report["blobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["size"].as_u64().unwrap())
-        .sum();
-    assert_eq!(report["freed_bytes"].as_u64().unwrap(), deleted_bytes);
+    assert_freed_bytes_are_the_deleted_blobs(&report);
     assert_eq!(report["requests"]["delete_errors"], 1, "{report:#}");
 
     let left = s3_blobs(&moto, "faults", "r").await;
