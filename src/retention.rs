@@ -5,14 +5,16 @@
 use std::collections::BTreeMap;
 
 use futures::stream::{self, StreamExt};
+use rayon::prelude::*;
 
 use crate::digest::Digest;
 use crate::graph::{RepoGraph, ScanOptions, scan};
 use crate::look::Progress;
-use crate::plan::{Decisions, Plan, Verdict, plan};
-use crate::policy::{Action, Policy, TagFacts};
+use crate::plan::{Decisions, Plan, PlanSource, Verdict, plan};
+use crate::policy::{Action, Policy, TagFacts, TimeSource};
 use crate::reference::Repository;
 use crate::registry::Client;
+use crate::storage::Storage;
 
 /// Scans `repositories` and plans them with `policy`. Repositories no rule matches are scanned
 /// too (without configs), so that blobs they use are not counted as freed.
@@ -46,12 +48,46 @@ pub async fn plan_with_policy(
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
+    plan_graphs(policy, &graphs, client.registry().host(), now)
+}
+
+/// Like [`plan_with_policy`], reading the repositories from the registry's storage. Push times
+/// are known here, so policies may use the `pushed` time source.
+pub fn plan_on_storage(
+    storage: &Storage,
+    policy: &Policy,
+    repositories: &[String],
+    now: jiff::Timestamp,
+    progress: &dyn Progress,
+) -> Plan {
+    progress.add_total(repositories.len() as u64);
+    let graphs: Vec<RepoGraph> = repositories
+        .par_iter()
+        .map(|repo| {
+            let with_configs = policy.applies_to(repo)
+                && policy
+                    .time_sources(repo)
+                    .iter()
+                    .any(|s| *s != TimeSource::Pushed);
+            let graph = crate::graph::storage::read(storage, repo, with_configs);
+            progress.advance(1);
+            graph
+        })
+        .collect();
+    let mut plan = plan_graphs(policy, &graphs, &storage.backend().location(), now);
+    plan.source = PlanSource::Storage;
+    plan
+}
+
+/// Decides and plans scanned repositories (those without read errors; the others plan no
+/// deletions). Pure.
+fn plan_graphs(policy: &Policy, graphs: &[RepoGraph], registry: &str, now: jiff::Timestamp) -> Plan {
     let decisions = graphs
         .iter()
         .filter(|g| policy.applies_to(&g.repository) && g.errors.is_empty())
         .map(|g| (g.repository.clone(), decide(policy, g, now)))
         .collect();
-    plan(client.registry().host(), &graphs, &decisions, &now.to_string())
+    plan(registry, graphs, &decisions, &now.to_string())
 }
 
 /// The policy's decisions about one repository's tags. Pure.
@@ -84,6 +120,7 @@ fn facts(graph: &RepoGraph) -> Vec<TagFacts> {
                 digest: digest.clone(),
                 children: node.children.clone(),
                 created: node.created,
+                pushed: graph.pushed.get(tag).copied(),
                 labels: node.labels.clone(),
                 annotations: node.annotations.clone(),
             })
@@ -134,6 +171,37 @@ pub async fn plan_removal(
     if !removal.digests.is_empty() {
         crate::graph::add_manifests(client, &mut graph, removal.digests.clone(), concurrency).await;
     }
+    plan_removal_in(&graph, removal, force, client.registry().host(), jiff::Timestamp::now())
+}
+
+/// Like [`plan_removal`], reading the repository from the registry's storage.
+pub fn plan_removal_on_storage(
+    storage: &Storage,
+    repository: &str,
+    removal: &Removal,
+    force: bool,
+    now: jiff::Timestamp,
+) -> Result<Plan, RemovalError> {
+    let (mut graph, gone) = crate::graph::storage::read_with(storage, repository, false, &removal.digests);
+    if let Some(digest) = gone.first() {
+        graph
+            .errors
+            .push(format!("manifest {digest} is not in the repository"));
+    }
+    let mut plan = plan_removal_in(&graph, removal, force, &storage.backend().location(), now)?;
+    plan.source = PlanSource::Storage;
+    Ok(plan)
+}
+
+/// Plans a removal from a repository's graph. Pure.
+fn plan_removal_in(
+    graph: &RepoGraph,
+    removal: &Removal,
+    force: bool,
+    registry: &str,
+    now: jiff::Timestamp,
+) -> Result<Plan, RemovalError> {
+    let repository = graph.repository.as_str();
     if !graph.errors.is_empty() {
         return Err(RemovalError::Read {
             repository: repository.to_owned(),
@@ -183,7 +251,7 @@ pub async fn plan_removal(
                 return Err(RemovalError::Needed {
                     repository: repository.to_owned(),
                     digest: digest.clone(),
-                    why: needed_by(&graph, digest, &doomed),
+                    why: needed_by(graph, digest, &doomed),
                 });
             }
             forced.push(digest.clone());
@@ -203,10 +271,10 @@ pub async fn plan_removal(
         },
     )]);
     Ok(plan(
-        client.registry().host(),
-        std::slice::from_ref(&graph),
+        registry,
+        std::slice::from_ref(graph),
         &decisions,
-        &jiff::Timestamp::now().to_string(),
+        &now.to_string(),
     ))
 }
 

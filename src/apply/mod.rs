@@ -10,6 +10,7 @@
 
 pub mod backup;
 pub mod review;
+pub mod storage;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ use crate::registry::delete::{DeleteByTag, MethodProbe, Remover, UntagError, ens
 use crate::registry::{Client, RegistryError};
 pub use backup::{BackupEntry, read_backup, restore};
 pub use review::{ErrorCode, ItemError};
+pub use storage::{apply_on_storage, restore_on_storage};
 
 /// Options for [`apply`].
 #[derive(Debug, Clone, Default)]
@@ -101,6 +103,8 @@ pub enum ApplyError {
     DuplicateRepository(String),
     #[error("{0}")]
     Registry(#[from] RegistryError),
+    #[error("{0}")]
+    Storage(crate::storage::StorageError),
     #[error("cannot write the backup to {path}: {source}")]
     Backup {
         path: PathBuf,
@@ -112,14 +116,21 @@ pub enum ApplyError {
 /// Checks what a plan file could get wrong before anything is sent: format, registry, and
 /// repository names (they go into URL paths; `a/../b` would act on another repository).
 pub fn validate(plan: &Plan, registry: &str) -> Result<(), ApplyError> {
-    if plan.format != crate::plan::PLAN_FORMAT {
-        return Err(ApplyError::Format(plan.format));
-    }
-    if plan.registry != registry {
+    if plan.format == crate::plan::PLAN_FORMAT && plan.registry != registry {
         return Err(ApplyError::WrongRegistry {
             plan: plan.registry.clone(),
             client: registry.to_owned(),
         });
+    }
+    validate_contents(plan)
+}
+
+/// Checks a plan's format and repository names, wherever it is carried out. A plan applied on
+/// storage may have been made over the API or on another path to the same storage: what it
+/// deletes is reviewed against the storage itself, so its `registry` is not compared.
+pub fn validate_contents(plan: &Plan) -> Result<(), ApplyError> {
+    if plan.format != crate::plan::PLAN_FORMAT {
+        return Err(ApplyError::Format(plan.format));
     }
     let mut seen = HashSet::new();
     for repo in &plan.repositories {

@@ -30,6 +30,8 @@ pub enum ErrorCode {
     ReadFailed,
     /// The registry refused or failed the request.
     Registry,
+    /// Reading or removing a file of the registry's storage failed (`--storage`).
+    Storage,
     /// The backup could not be written, so nothing was removed.
     BackupFailed,
     /// Not attempted because something it depends on failed first.

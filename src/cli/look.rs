@@ -11,25 +11,31 @@ use super::connect::{RegistryArgs, runtime};
 use super::fold;
 use super::output::{Bar, or_dash, plural, print_json, print_table, print_table_with_notes, size, table};
 use super::retention::with_json_error;
+use super::storage::StorageArgs;
 use super::{OutputArgs, UsageError, exit};
 
 #[derive(Debug, Args)]
 pub struct ReposArgs {
-    /// The registry, e.g. registry.example.com or localhost:5000.
-    #[arg(value_name = "REGISTRY")]
-    pub registry: String,
+    /// The registry, e.g. registry.example.com or localhost:5000 (not with --storage).
+    #[arg(value_name = "REGISTRY", required_unless_present = "storage")]
+    pub registry: Option<String>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
     #[command(flatten)]
     pub connection: RegistryArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct TagsArgs {
-    /// The repository, e.g. registry.example.com/team/app.
+    /// The repository, e.g. registry.example.com/team/app (with --storage: team/app).
     #[arg(value_name = "REGISTRY/REPO")]
     pub repository: String,
-    /// Resolve every tag: digest, media type, platforms, size and created time.
+    /// Resolve every tag: digest, media type, platforms, size and created time (with
+    /// --storage: digest, media type, size and when it was pushed).
     #[arg(long, short = 'l')]
     pub long: bool,
+    #[command(flatten)]
+    pub storage: StorageArgs,
     #[command(flatten)]
     pub connection: RegistryArgs,
 }
@@ -45,12 +51,14 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct DuArgs {
-    /// The registry, or one repository of it.
-    #[arg(value_name = "REGISTRY[/REPO]")]
-    pub location: String,
+    /// The registry, or one repository of it (with --storage: a repository, or none for all).
+    #[arg(value_name = "REGISTRY[/REPO] | REPO", required_unless_present = "storage")]
+    pub location: Option<String>,
     /// Also write a self-contained HTML page (treemap per repository, biggest images) to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
     #[command(flatten)]
     pub connection: RegistryArgs,
 }
@@ -66,15 +74,25 @@ pub fn repos(args: &ReposArgs, output: &OutputArgs) -> anyhow::Result<u8> {
 }
 
 fn repos_command(args: &ReposArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    let registry = RegistryAddr::parse(&args.registry).map_err(UsageError::from)?;
-    let mut repositories = runtime()?.block_on(async {
-        let client = args.connection.connect(&registry).await?;
-        anyhow::Ok(client.catalog().await?)
-    })?;
-    repositories.sort();
+    let (source, repositories) = match (args.storage.open()?, &args.registry) {
+        (Some(opened), None) => {
+            let repositories = super::storage::repositories(&[], &opened.storage)?;
+            (opened.described, repositories)
+        }
+        (None, Some(registry)) => {
+            let registry = RegistryAddr::parse(registry).map_err(UsageError::from)?;
+            let mut repositories = runtime()?.block_on(async {
+                let client = args.connection.connect(&registry).await?;
+                anyhow::Ok(client.catalog().await?)
+            })?;
+            repositories.sort();
+            (registry.host().to_owned(), repositories)
+        }
+        _ => return Err(UsageError::new("name a registry, or its storage with --storage TARGET, not both").into()),
+    };
     if output.json {
         print_json(&ReposJson {
-            registry: registry.host(),
+            registry: &source,
             repositories: &repositories,
         })?;
     } else {
@@ -97,6 +115,9 @@ pub fn tags(args: &TagsArgs, output: &OutputArgs) -> anyhow::Result<u8> {
 }
 
 fn tags_command(args: &TagsArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+    if let Some(opened) = args.storage.open()? {
+        return tags_on_storage(args, &opened, output);
+    }
     let (registry, repository) = Location::parse_repository(&args.repository).map_err(UsageError::from)?;
     let concurrency = args.connection.concurrency();
     let rt = runtime()?;
@@ -144,6 +165,79 @@ fn tags_command(args: &TagsArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         return Ok(exit::ERROR);
     }
     Ok(exit::OK)
+}
+
+/// One tag as storage shows it.
+#[derive(Serialize)]
+struct StorageTag<'a> {
+    tag: &'a str,
+    digest: &'a regsweep::digest::Digest,
+    media_type: Option<&'a str>,
+    /// The manifest and its blobs (for an index: with its children's).
+    size: Option<u64>,
+    /// When `current/link` was written.
+    pushed: Option<String>,
+}
+
+/// `tags --storage`: tags with their digest and push time, read from `current/link`.
+fn tags_on_storage(args: &TagsArgs, opened: &super::storage::Opened, output: &OutputArgs) -> anyhow::Result<u8> {
+    let repository = regsweep::reference::Repository::parse(&args.repository).map_err(|e| {
+        UsageError::new(format!(
+            "`{}` is not a repository name ({e}); with --storage name it without a host",
+            args.repository
+        ))
+    })?;
+    let graph = regsweep::graph::storage::read(&opened.storage, repository.as_str(), false);
+    for err in &graph.errors {
+        eprintln!("error: {repository}: {err}");
+    }
+    let tags: Vec<StorageTag> = graph
+        .tags
+        .iter()
+        .map(|(tag, digest)| {
+            let node = graph.nodes.get(digest);
+            StorageTag {
+                tag,
+                digest,
+                media_type: node.map(|n| n.media_type.as_str()),
+                size: node.map(|_| graph.blobs_of(graph.closure([digest]).iter()).values().sum()),
+                pushed: graph.pushed.get(tag).map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            }
+        })
+        .collect();
+    if output.json {
+        if args.long {
+            print_json(&TagsJson {
+                registry: &opened.described,
+                repository: repository.as_str(),
+                tags: &tags,
+            })?;
+        } else {
+            let names: Vec<&str> = tags.iter().map(|t| t.tag).collect();
+            print_json(&TagsJson {
+                registry: &opened.described,
+                repository: repository.as_str(),
+                tags: &names,
+            })?;
+        }
+    } else if args.long {
+        let mut t = table(&["TAG", "DIGEST", "TYPE", "SIZE", "PUSHED"]);
+        for tag in &tags {
+            t.add_row(vec![
+                tag.tag.to_owned(),
+                tag.digest.short().to_owned(),
+                tag.media_type.map_or("-", short_media_type).to_owned(),
+                tag.size.map_or("-".to_owned(), size),
+                tag.pushed.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        println!("{t}");
+    } else {
+        for tag in &tags {
+            println!("{}", tag.tag);
+        }
+    }
+    Ok(if graph.errors.is_empty() { exit::OK } else { exit::ERROR })
 }
 
 fn print_tag_table(details: &[TagDetail]) {
@@ -300,32 +394,23 @@ pub fn du(args: &DuArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     with_json_error(output, || du_command(args, output))
 }
 
-fn du_command(args: &DuArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    let location = Location::parse(&args.location).map_err(UsageError::from)?;
-    let concurrency = args.connection.concurrency();
-    let bar = Bar::new(output, "scanning");
-    let started = std::time::Instant::now();
-    let report = runtime()?.block_on(async {
-        let client = args.connection.connect(&location.registry).await?;
-        let repositories = match &location.repository {
-            Some(repo) => vec![repo.to_string()],
-            None => client.catalog().await?,
-        };
-        let report =
-            super::report::du(&client, &repositories, concurrency, &bar, args.html.as_deref()).await?;
-        let elapsed = started.elapsed().as_secs_f64();
-        let requests = client.requests_sent();
-        tracing::info!(
-            "scanned {} with {requests} requests in {elapsed:.2}s ({:.0} requests/s)",
-            plural(report.repositories.len(), "repository", "repositories"),
-            requests as f64 / elapsed.max(1e-9)
-        );
-        anyhow::Ok(report)
-    })?;
+/// `du --storage`: the same accounting, from the graphs read on storage.
+fn du_on_storage(args: &DuArgs, opened: &super::storage::Opened, output: &OutputArgs) -> anyhow::Result<u8> {
+    if args.html.is_some() {
+        return Err(UsageError::new("--html is not available with --storage yet; use `du REGISTRY --html FILE`").into());
+    }
+    let inputs: Vec<String> = args.location.iter().cloned().collect();
+    let repositories = super::storage::repositories(&inputs, &opened.storage)?;
+    let bar = Bar::new(output, "reading storage");
+    let report = regsweep::look::du::du_on_storage(&opened.storage, &repositories, &bar);
     bar.finish();
+    print_du(&opened.described, &report, output)
+}
+
+fn print_du(source: &str, report: &DuReport, output: &OutputArgs) -> anyhow::Result<u8> {
     if output.json {
         print_json(&DuJson {
-            registry: location.registry.host(),
+            registry: source,
             report: &report,
         })?;
     } else {
@@ -362,6 +447,39 @@ fn du_command(args: &DuArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         return Ok(exit::ERROR);
     }
     Ok(exit::OK)
+}
+
+fn du_command(args: &DuArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+    if let Some(opened) = args.storage.open()? {
+        return du_on_storage(args, &opened, output);
+    }
+    let location = args
+        .location
+        .as_deref()
+        .ok_or_else(|| UsageError::new("name a registry or a repository, or --storage TARGET"))?;
+    let location = Location::parse(location).map_err(UsageError::from)?;
+    let concurrency = args.connection.concurrency();
+    let bar = Bar::new(output, "scanning");
+    let started = std::time::Instant::now();
+    let report = runtime()?.block_on(async {
+        let client = args.connection.connect(&location.registry).await?;
+        let repositories = match &location.repository {
+            Some(repo) => vec![repo.to_string()],
+            None => client.catalog().await?,
+        };
+        let report =
+            super::report::du(&client, &repositories, concurrency, &bar, args.html.as_deref()).await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        let requests = client.requests_sent();
+        tracing::info!(
+            "scanned {} with {requests} requests in {elapsed:.2}s ({:.0} requests/s)",
+            plural(report.repositories.len(), "repository", "repositories"),
+            requests as f64 / elapsed.max(1e-9)
+        );
+        anyhow::Ok(report)
+    })?;
+    bar.finish();
+    print_du(location.registry.host(), &report, output)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod policy;
 pub mod probe;
 pub mod report;
 pub mod retention;
+mod storage;
 
 use std::process::ExitCode;
 

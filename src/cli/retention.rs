@@ -17,13 +17,14 @@ use super::connect::{RegistryArgs, runtime};
 use super::fold;
 use super::output::{Bar, plural, print_json, print_table_with_notes, size, table};
 use super::policy::PolicyArgs;
+use super::storage::{self as on_storage, Opened, StorageArgs, StorageRef};
 use super::{OutputArgs, UsageError, exit};
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     /// What to plan: a registry (every repository in its catalog) or repositories of one
-    /// registry (REGISTRY/REPO …).
-    #[arg(value_name = "REGISTRY[/REPO]", required = true)]
+    /// registry (REGISTRY/REPO …); with --storage, repositories without a host (none: all).
+    #[arg(value_name = "REGISTRY[/REPO] | REPO")]
     pub targets: Vec<String>,
     #[command(flatten)]
     pub policy: PolicyArgs,
@@ -37,14 +38,17 @@ pub struct PlanArgs {
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
     #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
     pub connection: RegistryArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// A plan file written by `regsweep plan -o`, or, with --policy or policy flags, the
-    /// registry or repositories to plan and apply in one go.
-    #[arg(value_name = "PLAN.json | REGISTRY[/REPO]", required = true)]
+    /// registry or repositories to plan and apply in one go (with --storage: repositories
+    /// without a host, none for all).
+    #[arg(value_name = "PLAN.json | REGISTRY[/REPO] | REPO")]
     pub inputs: Vec<String>,
     #[command(flatten)]
     pub policy: PolicyArgs,
@@ -55,13 +59,24 @@ pub struct ApplyArgs {
     /// them back (until the registry's garbage collection removes their blobs).
     #[arg(long, value_name = "DIR")]
     pub backup: Option<PathBuf>,
+    /// With --storage: collect garbage right after (`regsweep gc` on the same storage, without
+    /// --delete-untagged), so that the space is freed in one step.
+    #[arg(long, requires = "storage")]
+    pub gc: bool,
+    /// With --gc: gc's grace period (blobs, links and uploads modified more recently are kept).
+    /// 0 collects everything unreferenced at once; only for a stopped or read-only registry.
+    #[arg(long, value_name = "DURATION", requires = "gc", default_value = "1h")]
+    pub grace: String,
+    #[command(flatten)]
+    pub storage: StorageArgs,
     #[command(flatten)]
     pub connection: RegistryArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct RmArgs {
-    /// Tags (REGISTRY/REPO:TAG) or manifests (REGISTRY/REPO@DIGEST) to remove, all on one registry.
+    /// Tags (REGISTRY/REPO:TAG) or manifests (REGISTRY/REPO@DIGEST) to remove, all on one
+    /// registry; with --storage, REPO:TAG or REPO@DIGEST.
     #[arg(value_name = "REF", required = true)]
     pub references: Vec<String>,
     /// Delete a manifest even when a kept index or tag still needs it (breaks that image).
@@ -74,6 +89,8 @@ pub struct RmArgs {
     #[arg(long, value_name = "DIR")]
     pub backup: Option<PathBuf>,
     #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
     pub connection: RegistryArgs,
 }
 
@@ -82,9 +99,11 @@ pub struct RestoreArgs {
     /// A directory written by `apply --backup` or `rm --backup`.
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
-    /// The registry to restore into.
-    #[arg(value_name = "REGISTRY")]
-    pub registry: String,
+    /// The registry to restore into (not with --storage).
+    #[arg(value_name = "REGISTRY", required_unless_present = "storage")]
+    pub registry: Option<String>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
     #[command(flatten)]
     pub connection: RegistryArgs,
 }
@@ -113,7 +132,9 @@ fn targets(inputs: &[String]) -> anyhow::Result<(RegistryAddr, Option<Vec<String
             None => whole = true,
         }
     }
-    let registry = registry.ok_or_else(|| UsageError::new("name a registry or repositories"))?;
+    let registry = registry.ok_or_else(|| {
+        UsageError::new("name a registry or repositories (or the registry's storage with --storage TARGET)")
+    })?;
     Ok((registry, if whole { None } else { Some(repos) }))
 }
 
@@ -148,6 +169,33 @@ async fn make_plan(
     Ok(plan)
 }
 
+/// Plans on the registry's storage: `inputs` are repository names (none: every repository).
+fn make_storage_plan(opened: &Opened, policy: &Policy, inputs: &[String], output: &OutputArgs) -> anyhow::Result<Plan> {
+    let repositories = on_storage::repositories(inputs, &opened.storage)?;
+    let bar = Bar::new(output, "reading storage");
+    let plan = retention::plan_on_storage(&opened.storage, policy, &repositories, jiff::Timestamp::now(), &bar);
+    bar.finish();
+    for repo in &plan.repositories {
+        for err in &repo.errors {
+            eprintln!("error: {}: {err}", repo.repository);
+        }
+    }
+    Ok(plan)
+}
+
+/// Over the API nobody can tell when a tag was pushed: a policy that needs it would keep
+/// everything without saying why.
+fn refuse_push_times(policy: &Policy) -> anyhow::Result<()> {
+    if policy.needs_push_times(None) {
+        return Err(UsageError::new(
+            "the `pushed` time source needs --storage TARGET: the registry API does not tell when a tag was pushed \
+             (over the API use created, label:KEY or annotation:KEY)",
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Runs a command; with `--json`, a failure before the command printed its document is printed
 /// as one JSON document too (`{"error": {"code", "message"}}`), so that stdout is always one
 /// document. The message also goes to stderr as usual.
@@ -174,13 +222,19 @@ pub fn plan(args: &PlanArgs, output: &OutputArgs) -> anyhow::Result<u8> {
 }
 
 fn plan_command(args: &PlanArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    let (registry, repos) = targets(&args.targets)?;
-    // A bad policy is a usage error, found before any network traffic.
-    let policy = args.policy.load()?;
-    let plan = runtime()?.block_on(async {
-        let client = args.connection.connect(&registry).await?;
-        make_plan(&client, &policy, repos, args.connection.concurrency(), output).await
-    })?;
+    let plan = if let Some(opened) = args.storage.open()? {
+        let policy = args.policy.load()?;
+        make_storage_plan(&opened, &policy, &args.targets, output)?
+    } else {
+        let (registry, repos) = targets(&args.targets)?;
+        // A bad policy is a usage error, found before any network traffic.
+        let policy = args.policy.load()?;
+        refuse_push_times(&policy)?;
+        runtime()?.block_on(async {
+            let client = args.connection.connect(&registry).await?;
+            make_plan(&client, &policy, repos, args.connection.concurrency(), output).await
+        })?
+    };
     if let Some(path) = &args.output {
         let json = serde_json::to_vec_pretty(&plan)?;
         std::fs::write(path, json).with_context(|| format!("cannot write the plan to {}", path.display()))?;
@@ -341,28 +395,54 @@ pub fn apply(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
 }
 
 fn apply_command(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+    if args.gc && output.json {
+        return Err(UsageError::new(
+            "--gc with --json would print two documents; run `regsweep gc --json` after `apply --json`",
+        )
+        .into());
+    }
     let from_policy = args.policy.is_given();
+    let opened = args.storage.open()?;
     let rt = runtime()?;
-    let (client, plan) = if from_policy {
-        let (registry, repos) = targets(&args.inputs)?;
-        let policy = args.policy.load()?;
-        rt.block_on(async {
-            let client = args.connection.connect(&registry).await?;
-            let plan = make_plan(&client, &policy, repos, args.connection.concurrency(), output).await?;
-            anyhow::Ok((client, plan))
-        })?
-    } else {
-        let [file] = args.inputs.as_slice() else {
-            return Err(UsageError::new("apply takes one plan file, or --policy/policy flags with the registry or repositories to plan").into());
-        };
-        let bytes = std::fs::read(file).with_context(|| format!("cannot read the plan {file}"))?;
-        let plan: Plan = serde_json::from_slice(&bytes)
-            .map_err(|e| UsageError::new(format!("{file} is not a regsweep plan: {e}")))?;
-        let registry = RegistryAddr::parse(&plan.registry).map_err(UsageError::from)?;
-        // A plan file that names invalid repositories is refused before connecting.
-        apply::validate(&plan, registry.host()).map_err(|e| UsageError::new(format!("{file}: {e}")))?;
-        let client = rt.block_on(args.connection.connect(&registry))?;
-        (client, plan)
+    let (client, plan) = match (&opened, from_policy) {
+        (Some(opened), true) => {
+            let policy = args.policy.load()?;
+            (None, make_storage_plan(opened, &policy, &args.inputs, output)?)
+        }
+        (None, true) => {
+            let (registry, repos) = targets(&args.inputs)?;
+            let policy = args.policy.load()?;
+            refuse_push_times(&policy)?;
+            rt.block_on(async {
+                let client = args.connection.connect(&registry).await?;
+                let plan = make_plan(&client, &policy, repos, args.connection.concurrency(), output).await?;
+                anyhow::Ok((Some(client), plan))
+            })?
+        }
+        (_, false) => {
+            let [file] = args.inputs.as_slice() else {
+                return Err(UsageError::new("apply takes one plan file, or --policy/policy flags with the registry or repositories to plan").into());
+            };
+            let bytes = std::fs::read(file).with_context(|| format!("cannot read the plan {file}"))?;
+            let plan: Plan = serde_json::from_slice(&bytes)
+                .map_err(|e| UsageError::new(format!("{file} is not a regsweep plan: {e}")))?;
+            if opened.is_some() {
+                // Checked against the storage itself right before each repository's changes,
+                // whichever way the plan was made.
+                apply::validate_contents(&plan).map_err(|e| UsageError::new(format!("{file}: {e}")))?;
+                (None, plan)
+            } else {
+                let registry = RegistryAddr::parse(&plan.registry).map_err(|e| {
+                    UsageError::new(format!(
+                        "{file} names `{}` as its registry ({e}); a plan made on storage is applied with --storage",
+                        plan.registry
+                    ))
+                })?;
+                // A plan file that names invalid repositories is refused before connecting.
+                apply::validate(&plan, registry.host()).map_err(|e| UsageError::new(format!("{file}: {e}")))?;
+                (Some(rt.block_on(args.connection.connect(&registry))?), plan)
+            }
+        }
     };
     if !output.json {
         print_plan(&plan, false);
@@ -377,23 +457,14 @@ fn apply_command(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         }
         return Ok(exit::OK);
     }
-    if !args.yes {
-        let repositories = plan.repositories.iter().filter(|r| !r.actions.is_empty()).count();
-        confirm(&format!(
-            "Delete {}, untag {}{}, in {} of {}?",
-            plural(deletes, "manifest", "manifests"),
-            plural(untags, "tag", "tags"),
-            if leftovers > 0 {
-                format!(
-                    ", remove {}",
-                    plural(leftovers, "leftover placeholder", "leftover placeholders")
-                )
-            } else {
-                String::new()
-            },
-            plural(repositories, "repository", "repositories"),
-            plan.registry
-        ))?;
+    if let Some(opened) = &opened {
+        args.storage
+            .check_registry_stopped(&args.connection.ca_file, args.connection.insecure, output.quiet)?;
+        if !args.yes {
+            confirm(&confirm_question(&plan, &opened.described))?;
+        }
+    } else if !args.yes {
+        confirm(&confirm_question(&plan, &plan.registry))?;
     }
     let bar = Bar::new(output, "applying");
     let options = ApplyOptions {
@@ -401,9 +472,79 @@ fn apply_command(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         backup: args.backup.clone(),
         force: false,
     };
-    let report = rt.block_on(apply::apply(&client, &plan, &options, &bar))?;
+    let report = match (&opened, &client) {
+        (Some(opened), _) => apply::apply_on_storage(&opened.storage, &plan, &options, &bar)?,
+        (None, Some(client)) => rt.block_on(apply::apply(client, &plan, &options, &bar))?,
+        (None, None) => anyhow::bail!("no registry to apply the plan to"),
+    };
     bar.finish();
-    finish(&report, output)
+    let code = finish(&report, output)?;
+    if let Some(target) = &args.storage.storage {
+        if args.gc && !report.deleted.is_empty() {
+            let gc_code = collect_after_apply(target, &args.grace, &args.storage, &args.connection, output)?;
+            on_storage::restart_reminder();
+            return Ok(code.max(gc_code));
+        }
+        if !output.quiet && !(report.deleted.is_empty() && report.untagged.is_empty()) {
+            on_storage::restart_reminder();
+        }
+    }
+    Ok(code)
+}
+
+/// What `apply` asks before changing anything.
+fn confirm_question(plan: &Plan, place: &str) -> String {
+    let (untags, deletes, leftovers) = plan.distinct_actions();
+    let repositories = plan.repositories.iter().filter(|r| !r.actions.is_empty()).count();
+    format!(
+        "Delete {}, untag {}{}, in {} of {place}?",
+        plural(deletes, "manifest", "manifests"),
+        plural(untags, "tag", "tags"),
+        if leftovers > 0 {
+            format!(
+                ", remove {}",
+                plural(leftovers, "leftover placeholder", "leftover placeholders")
+            )
+        } else {
+            String::new()
+        },
+        plural(repositories, "repository", "repositories"),
+    )
+}
+
+/// `apply --storage … --gc`: the collection on the same storage, with gc's defaults (a grace
+/// period of an hour, untagged manifests kept) and the same registry check.
+fn collect_after_apply(
+    target: &str,
+    grace: &str,
+    storage: &StorageArgs,
+    connection: &RegistryArgs,
+    output: &OutputArgs,
+) -> anyhow::Result<u8> {
+    #[derive(clap::Parser)]
+    struct Gc {
+        #[command(flatten)]
+        args: super::gc::GcArgs,
+    }
+    let mut argv: Vec<String> = vec!["gc".into(), target.to_owned(), "--grace".into(), grace.to_owned()];
+    if let Some(url) = &storage.registry_url {
+        argv.extend(["--registry-url".into(), url.clone()]);
+        if !storage.allow_writable {
+            argv.push("--require-read-only".into());
+        }
+        for ca in &connection.ca_file {
+            argv.extend(["--ca-file".into(), ca.display().to_string()]);
+        }
+        if connection.insecure {
+            argv.push("--insecure".into());
+        }
+    }
+    let gc = <Gc as clap::Parser>::try_parse_from(argv).map_err(|e| UsageError::new(e.to_string()))?;
+    if !output.quiet {
+        println!();
+        println!("Collecting garbage on {target}:");
+    }
+    super::gc::run(&gc.args, output)
 }
 
 /// Asks on the terminal; refuses without one.
@@ -490,6 +631,9 @@ pub fn rm(args: &RmArgs, output: &OutputArgs) -> anyhow::Result<u8> {
 }
 
 fn rm_command(args: &RmArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+    if let Some(opened) = args.storage.open()? {
+        return rm_on_storage(args, &opened, output);
+    }
     let mut registry: Option<RegistryAddr> = None;
     let mut removals: BTreeMap<String, Removal> = BTreeMap::new();
     for input in &args.references {
@@ -499,12 +643,12 @@ fn rm_command(args: &RmArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         {
             return Err(UsageError::new("all references must be on one registry").into());
         }
-        let removal = removals.entry(reference.repository.to_string()).or_default();
-        match (&reference.digest, &reference.tag) {
-            (Some(digest), _) => removal.digests.push(digest.clone()),
-            (None, Some(tag)) => removal.tags.push(tag.to_string()),
-            (None, None) => unreachable!("ImageRef has a tag or a digest"),
-        }
+        add_removal(
+            &mut removals,
+            &reference.repository,
+            reference.tag.as_ref(),
+            reference.digest.as_ref(),
+        );
         registry = Some(reference.registry);
     }
     let registry = registry.ok_or_else(|| UsageError::new("name what to remove"))?;
@@ -513,28 +657,21 @@ fn rm_command(args: &RmArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let client = rt.block_on(args.connection.connect(&registry))?;
     // Every repository is planned before anything is removed, so that a refusal in one leaves
     // all of them untouched; the plans are then applied as one, with one report.
-    let mut plan: Option<Plan> = None;
+    let mut plans = Vec::new();
     for (repository, removal) in &removals {
-        let one = rt.block_on(retention::plan_removal(
+        plans.push(rt.block_on(retention::plan_removal(
             &client,
             repository,
             removal,
             args.force,
             concurrency,
-        ))?;
-        match &mut plan {
-            Some(plan) => plan.merge(one),
-            None => plan = Some(one),
-        }
+        ))?);
     }
-    let plan = plan.ok_or_else(|| UsageError::new("name what to remove"))?;
+    let Some(plan) = merged(plans) else {
+        return Err(UsageError::new("name what to remove").into());
+    };
     if args.dry_run {
-        if output.json {
-            print_json(&plan)?;
-        } else {
-            print_plan(&plan, false);
-        }
-        return Ok(exit::OK);
+        return show_dry_run(&plan, output);
     }
     let options = ApplyOptions {
         concurrency,
@@ -547,25 +684,101 @@ fn rm_command(args: &RmArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         &options,
         &regsweep::look::NoProgress,
     ))?;
-    if !output.json {
-        for d in &report.deleted {
-            let tags = if d.tags.is_empty() {
-                "untagged".to_owned()
-            } else {
-                format!("tags: {}", d.tags.join(", "))
-            };
-            println!("deleted {}{} ({tags})", d.repository, d.target);
-        }
-        for u in &report.untagged {
-            println!(
-                "untagged {}:{} ({})",
-                u.repository,
-                u.target,
-                report.untag_method.map(untag_method_words).unwrap_or("")
-            );
-        }
-    }
+    print_removed(&report, output);
     finish(&report, output)
+}
+
+/// `rm --storage`: the same planning and review, carried out on the storage.
+fn rm_on_storage(args: &RmArgs, opened: &Opened, output: &OutputArgs) -> anyhow::Result<u8> {
+    let mut removals: BTreeMap<String, Removal> = BTreeMap::new();
+    for input in &args.references {
+        let reference = StorageRef::parse(input)?;
+        add_removal(
+            &mut removals,
+            &reference.repository,
+            reference.tag.as_ref(),
+            reference.digest.as_ref(),
+        );
+    }
+    let now = jiff::Timestamp::now();
+    let plans = removals
+        .iter()
+        .map(|(repository, removal)| {
+            retention::plan_removal_on_storage(&opened.storage, repository, removal, args.force, now)
+        })
+        .collect::<Result<Vec<Plan>, _>>()?;
+    let Some(plan) = merged(plans) else {
+        return Err(UsageError::new("name what to remove").into());
+    };
+    if args.dry_run {
+        return show_dry_run(&plan, output);
+    }
+    args.storage
+        .check_registry_stopped(&args.connection.ca_file, args.connection.insecure, output.quiet)?;
+    let options = ApplyOptions {
+        concurrency: args.connection.concurrency(),
+        backup: args.backup.clone(),
+        force: args.force,
+    };
+    let report = apply::apply_on_storage(&opened.storage, &plan, &options, &regsweep::look::NoProgress)?;
+    print_removed(&report, output);
+    let code = finish(&report, output)?;
+    if !output.quiet && !(report.deleted.is_empty() && report.untagged.is_empty()) {
+        on_storage::restart_reminder();
+    }
+    Ok(code)
+}
+
+fn add_removal(
+    removals: &mut BTreeMap<String, Removal>,
+    repository: &regsweep::reference::Repository,
+    tag: Option<&regsweep::reference::Tag>,
+    digest: Option<&regsweep::digest::Digest>,
+) {
+    let removal = removals.entry(repository.to_string()).or_default();
+    match (digest, tag) {
+        (Some(digest), _) => removal.digests.push(digest.clone()),
+        (None, Some(tag)) => removal.tags.push(tag.to_string()),
+        // References always name a tag or a digest.
+        (None, None) => {}
+    }
+}
+
+/// The plans of several repositories as one.
+fn merged(plans: Vec<Plan>) -> Option<Plan> {
+    let mut plans = plans.into_iter();
+    let mut plan = plans.next()?;
+    for one in plans {
+        plan.merge(one);
+    }
+    Some(plan)
+}
+
+fn show_dry_run(plan: &Plan, output: &OutputArgs) -> anyhow::Result<u8> {
+    if output.json {
+        print_json(plan)?;
+    } else {
+        print_plan(plan, false);
+    }
+    Ok(exit::OK)
+}
+
+fn print_removed(report: &ApplyReport, output: &OutputArgs) {
+    if output.json {
+        return;
+    }
+    for d in &report.deleted {
+        let tags = if d.tags.is_empty() {
+            "untagged".to_owned()
+        } else {
+            format!("tags: {}", d.tags.join(", "))
+        };
+        println!("deleted {}{} ({tags})", d.repository, d.target);
+    }
+    for u in &report.untagged {
+        let how = report.untag_method.map(untag_method_words).unwrap_or("on storage");
+        println!("untagged {}:{} ({how})", u.repository, u.target);
+    }
 }
 
 pub fn restore(args: &RestoreArgs, output: &OutputArgs) -> anyhow::Result<u8> {
@@ -573,15 +786,36 @@ pub fn restore(args: &RestoreArgs, output: &OutputArgs) -> anyhow::Result<u8> {
 }
 
 fn restore_command(args: &RestoreArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    let registry = RegistryAddr::parse(&args.registry).map_err(UsageError::from)?;
+    let opened = args.storage.open()?;
+    let registry = match (&opened, &args.registry) {
+        (None, Some(registry)) => Some(RegistryAddr::parse(registry).map_err(UsageError::from)?),
+        (None, None) => return Err(UsageError::new("name the registry to restore into, or --storage TARGET").into()),
+        (Some(_), Some(registry)) => {
+            return Err(UsageError::new(format!(
+                "restore into the registry `{registry}` or into --storage, not both"
+            ))
+            .into());
+        }
+        (Some(_), None) => None,
+    };
     let entries = apply::read_backup(&args.dir)
         .map_err(|e| UsageError::new(format!("cannot restore from {}: {e}", args.dir.display())))?;
     if entries.is_empty() {
         return Err(UsageError::new(format!("{} holds no backed-up manifests", args.dir.display())).into());
     }
-    let rt = runtime()?;
-    let client = rt.block_on(args.connection.connect(&registry))?;
-    let results = rt.block_on(apply::restore(&client, &entries));
+    let results = match (&opened, registry) {
+        (Some(opened), _) => {
+            args.storage
+                .check_registry_stopped(&args.connection.ca_file, args.connection.insecure, output.quiet)?;
+            apply::restore_on_storage(&opened.storage, &entries)
+        }
+        (None, Some(registry)) => {
+            let rt = runtime()?;
+            let client = rt.block_on(args.connection.connect(&registry))?;
+            rt.block_on(apply::restore(&client, &entries))
+        }
+        (None, None) => anyhow::bail!("no registry to restore into"),
+    };
     let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     if output.json {
         let restored: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
@@ -593,6 +827,9 @@ fn restore_command(args: &RestoreArgs, output: &OutputArgs) -> anyhow::Result<u8
                 Err(e) => eprintln!("failed {e}"),
             }
         }
+    }
+    if opened.is_some() && !output.quiet && results.iter().any(Result::is_ok) {
+        on_storage::restart_reminder();
     }
     if failed.is_empty() {
         Ok(exit::OK)

@@ -123,6 +123,21 @@ pub async fn du(
     account(contents)
 }
 
+/// Like [`du`], reading the repositories from the registry's storage.
+pub fn du_on_storage(storage: &crate::storage::Storage, repositories: &[String], progress: &dyn Progress) -> DuReport {
+    use rayon::prelude::*;
+    progress.add_total(repositories.len() as u64);
+    let contents = repositories
+        .par_iter()
+        .map(|repo| {
+            let graph = crate::graph::storage::read(storage, repo, false);
+            progress.advance(1);
+            content(&graph)
+        })
+        .collect();
+    account(contents)
+}
+
 /// What a repository's graph references: every manifest reachable from its tags (children and
 /// referrers included) and their blobs.
 fn content(graph: &RepoGraph) -> RepoContent {

@@ -138,11 +138,26 @@ pub struct Totals {
     pub leftovers_removed: usize,
 }
 
+/// Where a plan's repositories were read from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanSource {
+    /// The registry's HTTP API.
+    #[default]
+    Registry,
+    /// The registry's storage (`--storage`).
+    Storage,
+}
+
 /// A whole plan: what `plan -o` writes and `apply` reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub format: u32,
+    /// The registry's host, or where its storage is for a plan made on storage.
     pub registry: String,
+    /// What the plan was read from. Plans of older versions have no such field: `registry`.
+    #[serde(default)]
+    pub source: PlanSource,
     pub created: String,
     pub repositories: Vec<RepoPlan>,
     pub totals: Totals,
@@ -526,6 +541,7 @@ pub fn plan(
     Plan {
         format: PLAN_FORMAT,
         registry: registry.to_owned(),
+        source: PlanSource::Registry,
         created: created.to_owned(),
         repositories: repos,
         totals,

@@ -413,6 +413,10 @@ fn resolve_time(facts: &TagFacts, spec: &TimeSpec) -> Result<(Timestamp, String)
                 Some(created) => return Ok((created, "created".to_owned())),
                 None => why.push("no created time".to_owned()),
             },
+            TimeSource::Pushed => match facts.pushed {
+                Some(pushed) => return Ok((pushed, "pushed".to_owned())),
+                None => why.push("no push time (known only with --storage)".to_owned()),
+            },
             TimeSource::Label(key) | TimeSource::Annotation(key) => {
                 let (kind, map) = match source {
                     TimeSource::Label(_) => ("label", &facts.labels),

@@ -157,6 +157,9 @@ pub enum TimeSource {
     Label(String),
     /// A manifest annotation, e.g. `org.opencontainers.image.created`.
     Annotation(String),
+    /// When the tag was last pushed: the modification time of its link in the registry's
+    /// storage. Only planning on storage (`--storage`) knows it; the registry API does not.
+    Pushed,
 }
 
 impl FromStr for TimeSource {
@@ -166,14 +169,9 @@ impl FromStr for TimeSource {
             return Ok(Self::Created);
         }
         if s == "pushed" {
-            // Registries do not expose push times through the distribution API; only storage
-            // does. Accepting it and treating every time as unknown would silently keep
-            // everything, so it is refused until storage-backed planning exists.
-            return Err(
-                "`pushed` is not available: the registry API does not tell when a tag was \
-                        pushed (use created, label:KEY or annotation:KEY)"
-                    .to_owned(),
-            );
+            // Only storage knows push times; planning over the API refuses a policy that needs
+            // them (see `Policy::needs_push_times`) rather than keeping everything silently.
+            return Ok(Self::Pushed);
         }
         let keyed = |prefix: &str| {
             s.strip_prefix(prefix).map(|key| {
@@ -200,6 +198,7 @@ impl fmt::Display for TimeSource {
             Self::Created => f.write_str("created"),
             Self::Label(key) => write!(f, "label:{key}"),
             Self::Annotation(key) => write!(f, "annotation:{key}"),
+            Self::Pushed => f.write_str("pushed"),
         }
     }
 }
@@ -208,6 +207,27 @@ impl Serialize for TimeSource {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
     }
+}
+
+/// The time sources a rule needs, in the order they are tried.
+fn time_sources(rule: &Rule) -> Vec<TimeSource> {
+    let mut sources: Vec<TimeSource> = Vec::new();
+    let mut add = |spec: &TimeSpec| {
+        for source in &spec.0 {
+            if !sources.contains(source) {
+                sources.push(source.clone());
+            }
+        }
+    };
+    for selector in rule.keep.iter().chain(rule.delete.iter().flatten()) {
+        if selector.uses_time() {
+            add(&selector.time);
+        }
+    }
+    if rule.protect.min_tags > 0 && rule.order == Order::Time {
+        add(&rule.time);
+    }
+    sources
 }
 
 /// What the policy knows about one tag. Fill `created`, `labels` and `annotations` only as far as
@@ -225,6 +245,9 @@ pub struct TagFacts {
     /// The image config's `created`.
     #[serde(serialize_with = "serialize_time")]
     pub created: Option<jiff::Timestamp>,
+    /// When the tag was last pushed (known only on storage).
+    #[serde(serialize_with = "serialize_time")]
+    pub pushed: Option<jiff::Timestamp>,
     /// The image config's labels.
     pub labels: BTreeMap<String, String>,
     /// The manifest's annotations.
@@ -470,26 +493,19 @@ impl Policy {
     /// The time sources the rule for `repository` needs, in the order they are tried; empty
     /// when no condition depends on time (then no image config needs to be read).
     pub fn time_sources(&self, repository: &str) -> Vec<TimeSource> {
-        let Some(rule) = self.rule_for(repository) else {
-            return Vec::new();
-        };
-        let mut sources: Vec<TimeSource> = Vec::new();
-        let mut add = |spec: &TimeSpec| {
-            for source in &spec.0 {
-                if !sources.contains(source) {
-                    sources.push(source.clone());
-                }
-            }
-        };
-        for selector in rule.keep.iter().chain(rule.delete.iter().flatten()) {
-            if selector.uses_time() {
-                add(&selector.time);
-            }
+        self.rule_for(repository).map(time_sources).unwrap_or_default()
+    }
+
+    /// Whether the rule for some repository reads push times, which only storage has. With
+    /// `repository` `None`, any rule counts.
+    pub fn needs_push_times(&self, repository: Option<&str>) -> bool {
+        match repository {
+            Some(repo) => self.time_sources(repo).contains(&TimeSource::Pushed),
+            None => self
+                .rules
+                .iter()
+                .any(|rule| time_sources(rule).contains(&TimeSource::Pushed)),
         }
-        if rule.protect.min_tags > 0 && rule.order == Order::Time {
-            add(&rule.time);
-        }
-        sources
     }
 
     /// Decides every tag of `repository`. Pure: the same inputs give the same decisions, in

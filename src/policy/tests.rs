@@ -27,6 +27,7 @@ fn tag(name: &str, days: Option<i64>) -> TagFacts {
         digest: digest_of(name),
         children: Vec::new(),
         created: days.map(days_ago),
+        pushed: None,
         labels: BTreeMap::new(),
         annotations: BTreeMap::new(),
     }
@@ -803,17 +804,21 @@ fn flag_errors_name_the_flag() {
     })
     .unwrap_err();
     assert_eq!(err.location(), &Location::Flag("--keep-newest"));
-    let err = Policy::from_flags(&PolicyFlags {
-        keep_tags: vec!["a".into()],
+    // `pushed` parses; whether it can be used depends on where the plan is made.
+    let p = Policy::from_flags(&PolicyFlags {
+        keep_newer_than: Some("30d".into()),
         time: Some("pushed".into()),
         ..PolicyFlags::default()
     })
-    .unwrap_err();
-    assert!(
-        err.to_string()
-            .starts_with("--time-source: `pushed` is not available"),
-        "{err}"
-    );
+    .unwrap();
+    assert!(p.needs_push_times(None));
+    assert!(p.needs_push_times(Some("app")));
+    let created = Policy::from_flags(&PolicyFlags {
+        keep_newer_than: Some("30d".into()),
+        ..PolicyFlags::default()
+    })
+    .unwrap();
+    assert!(!created.needs_push_times(None));
     let p = Policy::from_flags(&PolicyFlags {
         repos: vec!["app/*".into()],
         keep_digests_files: vec!["deployed.txt".into()],
@@ -1045,11 +1050,6 @@ fn errors_have_line_column_and_expectation() {
             "rules:\n  - repos: \"**\"\n    keep:\n      - newest: 1\n        order: size\n",
             (5, 16),
             "unknown order `size`; expected semver, time or name",
-        ),
-        (
-            "rules:\n  - repos: \"**\"\n    delete:\n      - older-than: 30d\n        time: pushed\n",
-            (5, 15),
-            "`pushed` is not available",
         ),
         (
             "rules:\n  - repos: \"**\"\n    time: \"label:\"\n    keep: []\n",
@@ -1305,4 +1305,27 @@ fn documented_examples_hold() {
     assert_eq!(sample.len(), 11);
     assert_eq!(tables, 6);
     assert!(yaml_blocks >= 10, "{yaml_blocks}");
+}
+
+#[test]
+fn pushed_time_decides_by_the_push_not_the_build() {
+    // Built long ago (a rebuilt base image keeps its old `created`), pushed recently: kept by
+    // push time, deleted by created time.
+    let tags: Vec<TagFacts> = [("fresh", 2), ("stale", 120)]
+        .into_iter()
+        .map(|(name, pushed_days)| TagFacts {
+            pushed: Some(days_ago(pushed_days)),
+            ..tag(name, Some(400))
+        })
+        .chain(std::iter::once(tag("unknown", Some(400))))
+        .collect();
+    let by_push = policy("rules:\n  - repos: \"**\"\n    delete:\n      - older-than: 90d\n        time: pushed\n");
+    let decision = by_push.decide("app", &tags, now());
+    assert_eq!(deleted(&decision), ["stale"]);
+    // A tag without a push time is never taken to be old.
+    assert_eq!(kept(&decision), ["fresh", "unknown"]);
+    let reason = &decision.tags.iter().find(|t| t.tag == "stale").unwrap().reason;
+    assert!(reason.contains("pushed"), "{reason}");
+    let by_created = policy("rules:\n  - repos: \"**\"\n    delete:\n      - older-than: 90d\n");
+    assert_eq!(deleted(&by_created.decide("app", &tags, now())), ["fresh", "stale", "unknown"]);
 }

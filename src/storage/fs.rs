@@ -213,6 +213,22 @@ impl Backend for LocalFs {
         }
     }
 
+    fn write(&self, path: &str, content: &[u8]) -> Result<(), StorageError> {
+        let full = self.full(path);
+        let parent = full.parent().unwrap_or(&full).to_owned();
+        fs::create_dir_all(&parent).map_err(|e| io_error("create folder", &parent, e))?;
+        if !self.inside(&parent) {
+            return Err(self.outside_error("write", &full));
+        }
+        // A temporary file next to it, renamed over it: the registry never reads half a link.
+        let tmp = parent.join(format!(".regsweep-{}-{:016x}", std::process::id(), fastrand::u64(..)));
+        fs::write(&tmp, content).map_err(|e| io_error("write", &tmp, e))?;
+        fs::rename(&tmp, &full).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io_error("write", &full, e)
+        })
+    }
+
     fn remove_empty_dir(&self, path: &str) -> Result<bool, StorageError> {
         let full = self.full(path);
         if !self.inside(&full) {

@@ -124,6 +124,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn delete(&self, path: &str) -> Result<bool, StorageError>;
     /// Removes a folder only if it is empty. `false` when it is not empty or already gone.
     fn remove_empty_dir(&self, path: &str) -> Result<bool, StorageError>;
+    /// Writes a whole file (creating its folders), replacing it if it exists; readers never see
+    /// half of it. Only `restore --storage` writes.
+    fn write(&self, path: &str, content: &[u8]) -> Result<(), StorageError>;
     /// Deletes several paths (as [`Backend::delete`] each); object stores batch the requests.
     /// One result per path, in order.
     fn delete_many(&self, paths: &[String]) -> Vec<Result<bool, StorageError>> {

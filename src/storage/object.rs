@@ -540,6 +540,15 @@ impl Backend for ObjectBackend {
         Ok(false)
     }
 
+    fn write(&self, path: &str, content: &[u8]) -> Result<(), StorageError> {
+        let payload = object_store::PutPayload::from(content.to_vec());
+        self.block_on(self.store.put(&self.key(path), payload))
+            .map_err(|e| store_error("write", path, with_causes(&e)))?;
+        // The listing taken earlier does not have the new key; the next read lists again.
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(())
+    }
+
     fn refresh(&self) -> Result<(), StorageError> {
         let fresh = self.load(&["repositories"])?;
         let mut guard = self.snapshot.write().unwrap_or_else(|p| p.into_inner());

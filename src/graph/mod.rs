@@ -4,8 +4,11 @@
 //! over tag names alone: deleting a digest deletes every tag on it, an index needs its children,
 //! and referrers live and die with their subject.
 //!
-//! [`scan`] builds a graph from the registry API. A graph with `errors` is incomplete; nothing
+//! [`scan`] builds a graph from the registry API, [`storage::read`] from the registry's storage;
+//! both assemble it with the same functions here. A graph with `errors` is incomplete; nothing
 //! may be deleted in that repository on its basis.
+
+pub mod storage;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
@@ -55,6 +58,9 @@ pub struct RepoGraph {
     /// interrupted run (also the probe's throw-away tags). They are not the user's content:
     /// policies never see them, and `apply` removes them, which completes the untag.
     pub leftovers: BTreeMap<String, Leftover>,
+    /// When each tag was last pushed (its `current/link` written): known only when the graph
+    /// was read from storage.
+    pub pushed: BTreeMap<String, jiff::Timestamp>,
     /// Whether the registry answered the OCI referrers API; `Some(false)` means referrers pushed
     /// without a tag cannot be seen. `None` when it was not asked (no manifests).
     pub referrers_api: Option<bool>,
@@ -218,7 +224,7 @@ pub async fn scan_assuming(
 }
 
 /// Moves tags that point at regsweep's placeholders out of `tags` into `leftovers`.
-fn set_aside_leftovers(graph: &mut RepoGraph) {
+pub(crate) fn set_aside_leftovers(graph: &mut RepoGraph) {
     let found: Vec<(String, Leftover)> = graph
         .tags
         .iter()
@@ -262,7 +268,7 @@ pub(crate) fn add_tag_referrers(graph: &mut RepoGraph) {
 }
 
 /// Inserts a fetched manifest; returns the digests it references that still need fetching.
-fn insert_node(graph: &mut RepoGraph, fetched: crate::registry::FetchedManifest) -> Vec<Digest> {
+pub(crate) fn insert_node(graph: &mut RepoGraph, fetched: crate::registry::FetchedManifest) -> Vec<Digest> {
     if graph.nodes.contains_key(&fetched.digest) {
         return Vec::new();
     }
@@ -433,73 +439,69 @@ async fn record_api_referrers(
     fetch_missing(client, graph, referrers, concurrency).await;
 }
 
-/// Reads image configs (once per distinct config) for `created` and labels.
-async fn read_configs(client: &Client, graph: &mut RepoGraph, concurrency: usize) {
-    #[derive(serde::Deserialize, Default)]
-    struct Config {
-        created: Option<String>,
-        #[serde(default)]
-        config: Option<Inner>,
-    }
-    #[derive(serde::Deserialize, Default)]
-    struct Inner {
-        #[serde(rename = "Labels", default)]
-        labels: Option<BTreeMap<String, String>>,
-    }
-    let repository = graph.repository.clone();
-    let repository = repository.as_str();
-    let mut configs: Vec<Digest> = Vec::new();
-    let mut node_config: Vec<(Digest, Digest)> = Vec::new();
-    for (digest, node) in &graph.nodes {
-        if node.kind != ManifestKind::Image {
-            continue;
+/// What an image config says that policies use: `created` and labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigFacts {
+    pub created: Option<jiff::Timestamp>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ConfigFacts {
+    /// Reads a config blob. Artifacts (signatures, SBOMs) have configs that are not image
+    /// configs; they simply have no time or labels.
+    pub fn parse(body: &[u8]) -> Self {
+        #[derive(serde::Deserialize, Default)]
+        struct Config {
+            created: Option<String>,
+            #[serde(default)]
+            config: Option<Inner>,
         }
-        // The config is the first blob of an image node; only image configs carry `created`.
-        let is_image_config =
-            node.media_type == media_type::DOCKER_MANIFEST || node.media_type == media_type::OCI_MANIFEST;
-        if let Some((config, _)) = node.blobs.first().filter(|_| is_image_config) {
-            configs.push(config.clone());
-            node_config.push((digest.clone(), config.clone()));
+        #[derive(serde::Deserialize, Default)]
+        struct Inner {
+            #[serde(rename = "Labels", default)]
+            labels: Option<BTreeMap<String, String>>,
+        }
+        let parsed: Config = serde_json::from_slice(body).unwrap_or_default();
+        Self {
+            created: parsed.created.and_then(|c| c.parse::<jiff::Timestamp>().ok()),
+            labels: parsed.config.and_then(|c| c.labels).unwrap_or_default(),
         }
     }
+}
+
+/// The image configs whose facts the graph's image manifests need, each once, sorted.
+pub(crate) fn configs_to_read(graph: &RepoGraph) -> Vec<Digest> {
+    let mut configs: Vec<Digest> = graph
+        .nodes
+        .values()
+        .filter_map(image_config)
+        .cloned()
+        .collect();
     configs.sort();
     configs.dedup();
-    /// What a config says: `created` and labels.
-    type ConfigFacts = (Option<jiff::Timestamp>, BTreeMap<String, String>);
-    let read: Mutex<HashMap<Digest, ConfigFacts>> = Mutex::default();
-    let errors: Vec<String> = stream::iter(configs)
-        .map(|config| {
-            let read = &read;
-            async move {
-                match client.blob(repository, &config, MAX_CONFIG_BYTES).await {
-                    Ok(body) => {
-                        // Artifacts (signatures, SBOMs) have configs that are not image configs;
-                        // they simply have no time or labels.
-                        let parsed: Config = serde_json::from_slice(&body).unwrap_or_default();
-                        let created = parsed.created.and_then(|c| c.parse::<jiff::Timestamp>().ok());
-                        let labels = parsed.config.and_then(|c| c.labels).unwrap_or_default();
-                        read.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(config, (created, labels));
-                        None
-                    }
-                    Err(err) => Some(format!("config {config}: {err}")),
-                }
-            }
-        })
-        .buffer_unordered(concurrency)
-        .filter_map(|e| async move { e })
-        .collect()
-        .await;
-    graph.errors.extend(errors);
-    let read = read.into_inner().unwrap_or_else(|e| e.into_inner());
-    for (node, config) in node_config {
-        if let (Some(n), Some((created, labels))) = (graph.nodes.get_mut(&node), read.get(&config)) {
-            n.created = *created;
-            n.labels = labels.clone();
+    configs
+}
+
+/// The config of an image manifest, when it is an image config (only those carry `created`):
+/// the first blob of an image node.
+fn image_config(node: &Node) -> Option<&Digest> {
+    let is_image =
+        node.media_type == media_type::DOCKER_MANIFEST || node.media_type == media_type::OCI_MANIFEST;
+    if node.kind != ManifestKind::Image || !is_image {
+        return None;
+    }
+    node.blobs.first().map(|(config, _)| config)
+}
+
+/// Puts the facts read from configs on the image manifests, and on each index the newest
+/// child's time and the first labelled child's labels.
+pub(crate) fn assign_config_facts(graph: &mut RepoGraph, read: &HashMap<Digest, ConfigFacts>) {
+    for node in graph.nodes.values_mut() {
+        if let Some(facts) = image_config(node).and_then(|c| read.get(c)) {
+            node.created = facts.created;
+            node.labels = facts.labels.clone();
         }
     }
-    // Indexes: the newest child's time, the first child's labels.
     let index_digests: Vec<Digest> = graph
         .nodes
         .iter()
@@ -520,6 +522,35 @@ async fn read_configs(client: &Client, graph: &mut RepoGraph, concurrency: usize
             n.labels = labels;
         }
     }
+}
+
+/// Reads image configs (once per distinct config) for `created` and labels.
+async fn read_configs(client: &Client, graph: &mut RepoGraph, concurrency: usize) {
+    let repository = graph.repository.clone();
+    let repository = repository.as_str();
+    let read: Mutex<HashMap<Digest, ConfigFacts>> = Mutex::default();
+    let errors: Vec<String> = stream::iter(configs_to_read(graph))
+        .map(|config| {
+            let read = &read;
+            async move {
+                match client.blob(repository, &config, MAX_CONFIG_BYTES).await {
+                    Ok(body) => {
+                        read.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(config, ConfigFacts::parse(&body));
+                        None
+                    }
+                    Err(err) => Some(format!("config {config}: {err}")),
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+        .filter_map(|e| async move { e })
+        .collect()
+        .await;
+    graph.errors.extend(errors);
+    let read = read.into_inner().unwrap_or_else(|e| e.into_inner());
+    assign_config_facts(graph, &read);
 }
 
 #[cfg(test)]
