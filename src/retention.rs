@@ -64,17 +64,14 @@ pub fn plan_on_storage(
     let graphs: Vec<RepoGraph> = repositories
         .par_iter()
         .map(|repo| {
-            let with_configs = policy.applies_to(repo)
-                && policy
-                    .time_sources(repo)
-                    .iter()
-                    .any(|s| *s != TimeSource::Pushed);
+            let with_configs =
+                policy.applies_to(repo) && policy.time_sources(repo).iter().any(|s| *s != TimeSource::Pushed);
             let graph = crate::graph::storage::read(storage, repo, with_configs);
             progress.advance(1);
             graph
         })
         .collect();
-    let mut plan = plan_graphs(policy, &graphs, &storage.backend().location(), now);
+    let mut plan = plan_graphs(policy, &graphs, storage.location(), now);
     plan.source = PlanSource::Storage;
     plan
 }
@@ -171,7 +168,13 @@ pub async fn plan_removal(
     if !removal.digests.is_empty() {
         crate::graph::add_manifests(client, &mut graph, removal.digests.clone(), concurrency).await;
     }
-    plan_removal_in(&graph, removal, force, client.registry().host(), jiff::Timestamp::now())
+    plan_removal_in(
+        &graph,
+        removal,
+        force,
+        client.registry().host(),
+        jiff::Timestamp::now(),
+    )
 }
 
 /// Like [`plan_removal`], reading the repository from the registry's storage.
@@ -188,7 +191,7 @@ pub fn plan_removal_on_storage(
             .errors
             .push(format!("manifest {digest} is not in the repository"));
     }
-    let mut plan = plan_removal_in(&graph, removal, force, &storage.backend().location(), now)?;
+    let mut plan = plan_removal_in(&graph, removal, force, storage.location(), now)?;
     plan.source = PlanSource::Storage;
     Ok(plan)
 }

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use common::regsweep;
-use regsweep_testkit::{Format, ImageSpec, PushedImage, PushedIndex, Pusher, RegistryOptions, TestRegistry};
+use regsweep_testkit::{
+    Format, ImageSpec, MotoServer, PushedImage, PushedIndex, Pusher, RegistryOptions, TestRegistry,
+};
 
 /// What [`push`] pushed.
 struct Content {
@@ -27,20 +29,29 @@ struct Content {
 /// `app`: v1 (alias `stable`) and v0, each with a cosign signature tag and an untagged OCI 1.1
 /// referrer; v2. `multi`: two multi-arch indexes, `1.0` and `2.0` (alias `latest`).
 async fn push(p: &Pusher) -> Content {
-    let v0 = p.push_image("app", Some("v0"), &ImageSpec::seeded(100)).await.unwrap();
+    let v0 = p
+        .push_image("app", Some("v0"), &ImageSpec::seeded(100))
+        .await
+        .unwrap();
     let v0_signature = p.push_cosign_signature("app", &v0.digest, 101).await.unwrap();
     let v0_referrer = p
         .push_referrer("app", &v0.descriptor(), "application/vnd.example.sbom", 102)
         .await
         .unwrap();
-    let v1 = p.push_image("app", Some("v1"), &ImageSpec::seeded(110)).await.unwrap();
+    let v1 = p
+        .push_image("app", Some("v1"), &ImageSpec::seeded(110))
+        .await
+        .unwrap();
     p.tag("app", &v1.digest, "stable").await.unwrap();
     let v1_signature = p.push_cosign_signature("app", &v1.digest, 111).await.unwrap();
     let v1_referrer = p
         .push_referrer("app", &v1.descriptor(), "application/vnd.example.sbom", 112)
         .await
         .unwrap();
-    let v2 = p.push_image("app", Some("v2"), &ImageSpec::seeded(120)).await.unwrap();
+    let v2 = p
+        .push_image("app", Some("v2"), &ImageSpec::seeded(120))
+        .await
+        .unwrap();
     let platforms = [("linux", "amd64"), ("linux", "arm64/v8")];
     let old_index = p
         .push_index("multi", Some("1.0"), Format::Oci, &platforms, 130)
@@ -153,10 +164,15 @@ async fn apply_on_storage_with_deletes_disabled_matches_the_api_and_keeps_everyt
     ]);
     applied.assert_ok();
     assert!(
-        applied.stderr.contains("not checked that the registry serving this storage is stopped"),
+        applied
+            .stderr
+            .contains("not checked that the registry serving this storage is stopped"),
         "{applied:#?}"
     );
-    assert!(applied.stderr.contains("restart the registry"), "{applied:#?}");
+    assert!(
+        applied.stderr.contains("Restart the registry now"),
+        "{applied:#?}"
+    );
 
     reg.start_again().await.unwrap();
     let v1_sig_tag = format!("sha256-{}.sig", c.v1.digest.strip_prefix("sha256:").unwrap());
@@ -186,12 +202,19 @@ async fn apply_on_storage_with_deletes_disabled_matches_the_api_and_keeps_everyt
         ("multi", &c.old_index.digest),
         ("multi", &c.old_index.children[0].digest),
     ] {
-        assert!(!p.manifest_exists(repo, digest).await.unwrap(), "{repo}@{digest} survived");
+        assert!(
+            !p.manifest_exists(repo, digest).await.unwrap(),
+            "{repo}@{digest} survived"
+        );
     }
     // gc ran: the deleted images' layers left the blob store; the kept ones did not.
     let v2_layer = &c.v2.blobs().last().unwrap().digest;
     assert!(!p.blob_exists("app", v2_layer).await.unwrap(), "gc did not run");
-    assert!(p.blob_exists("app", &c.v1.blobs().last().unwrap().digest).await.unwrap());
+    assert!(
+        p.blob_exists("app", &c.v1.blobs().last().unwrap().digest)
+            .await
+            .unwrap()
+    );
     // An independent client agrees.
     let skopeo_tags: BTreeSet<String> = reg.skopeo_list_tags("app").await.unwrap().into_iter().collect();
     assert_eq!(skopeo_tags, set(&["v1", "stable", &v1_sig_tag]));
@@ -205,13 +228,22 @@ async fn apply_on_storage_with_deletes_disabled_matches_the_api_and_keeps_everyt
     let applied = regsweep(&["apply", &api.host(), "--policy", policy, "--yes"]);
     applied.assert_ok();
     let api_client = api.client();
-    assert_eq!(tag_names(&api_client, "app").await, set(&["v1", "stable", &v1_sig_tag]));
+    assert_eq!(
+        tag_names(&api_client, "app").await,
+        set(&["v1", "stable", &v1_sig_tag])
+    );
     assert_eq!(tag_names(&api_client, "multi").await, set(&["2.0", "latest"]));
     api.stop().await.unwrap();
 
     // The backup puts back what went (tags and manifests; gc removed the layers, so v2's
     // manifest is back but not pullable: restore works until gc runs, as documented).
-    let restored = regsweep(&["restore", "--storage", root_arg, backup.to_str().unwrap(), "--json"]);
+    let restored = regsweep(&[
+        "restore",
+        "--storage",
+        root_arg,
+        backup.to_str().unwrap(),
+        "--json",
+    ]);
     restored.assert_ok();
     let restored = restored.json();
     assert!(
@@ -234,7 +266,14 @@ async fn pushed_time_decides_on_storage_and_is_refused_over_the_api() {
             .unwrap();
     }
     let host = reg.host();
-    let over_api = regsweep(&["plan", &format!("{host}/svc"), "--keep-newer-than", "90d", "--time-source", "pushed"]);
+    let over_api = regsweep(&[
+        "plan",
+        &format!("{host}/svc"),
+        "--keep-newer-than",
+        "90d",
+        "--time-source",
+        "pushed",
+    ]);
     assert_eq!(over_api.code, 2, "{over_api:#?}");
     assert!(over_api.stderr.contains("needs --storage"), "{over_api:#?}");
     reg.stop().await.unwrap();
@@ -269,15 +308,50 @@ async fn pushed_time_decides_on_storage_and_is_refused_over_the_api() {
         .map(|t| t["tag"].as_str().unwrap())
         .collect();
     assert_eq!(deleted, BTreeSet::from(["a", "c"]), "{plan:#}");
-    let reason = tags.iter().find(|t| t["tag"] == "b").unwrap()["reason"].as_str().unwrap();
+    let reason = tags.iter().find(|t| t["tag"] == "b").unwrap()["reason"]
+        .as_str()
+        .unwrap();
     assert!(reason.contains("pushed"), "{reason}");
     // `tags --long --storage` shows the push times.
-    let listed = regsweep(&["tags", "--storage", root.to_str().unwrap(), "svc", "--long", "--json"]);
+    let listed = regsweep(&[
+        "tags",
+        "--storage",
+        root.to_str().unwrap(),
+        "svc",
+        "--long",
+        "--json",
+    ]);
     listed.assert_ok();
     let listed = listed.json();
-    let pushed_a = listed["tags"].as_array().unwrap()[0]["pushed"].as_str().unwrap().to_owned();
-    let expected_year = jiff::Timestamp::try_from(long_ago).unwrap().strftime("%Y-%m-%d").to_string();
+    let pushed_a = listed["tags"].as_array().unwrap()[0]["pushed"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let expected_year = jiff::Timestamp::try_from(long_ago)
+        .unwrap()
+        .strftime("%Y-%m-%d")
+        .to_string();
     assert!(pushed_a.starts_with(&expected_year), "{listed:#}");
+
+    // Removing every tag leaves the repository in the catalog, unless asked to remove it.
+    let root_arg = root.to_str().unwrap();
+    let rm = regsweep(&[
+        "rm",
+        "--storage",
+        root_arg,
+        "svc:a",
+        "svc:b",
+        "svc:c",
+        "svc:d",
+        "--remove-empty-repositories",
+    ]);
+    rm.assert_ok();
+    assert!(rm.stdout.contains("removed the empty repository svc"), "{rm:#?}");
+    let repos = regsweep(&["repos", "--storage", root_arg, "--json"]);
+    repos.assert_ok();
+    assert_eq!(repos.json()["repositories"], serde_json::json!([]), "{repos:#?}");
+    reg.start_again().await.unwrap();
+    assert!(p.catalog().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -292,17 +366,13 @@ async fn storage_changes_are_refused_on_a_writable_registry_and_checked_again_be
     let url = reg.base_url();
 
     // Running, deletes disabled but pushes accepted: refused, nothing changed.
-    let refused = regsweep(&[
-        "rm",
-        "--storage",
-        &root_arg,
-        "--registry-url",
-        &url,
-        "app:v2",
-    ]);
+    let refused = regsweep(&["rm", "--storage", &root_arg, "--registry-url", &url, "app:v2"]);
     assert_eq!(refused.code, 1, "{refused:#?}");
     assert!(refused.stderr.contains("accepts writes"), "{refused:#?}");
-    assert!(refused.stderr.contains("deletes are disabled, pushes are not"), "{refused:#?}");
+    assert!(
+        refused.stderr.contains("deletes are disabled, pushes are not"),
+        "{refused:#?}"
+    );
     assert!(link(&root, "app", "v2").is_file());
     reg.stop().await.unwrap();
 
@@ -340,7 +410,14 @@ async fn storage_changes_are_refused_on_a_writable_registry_and_checked_again_be
     ])
     .assert_ok();
     std::fs::write(link(&root, "app", "v2"), &c.v1.digest).unwrap();
-    let applied = regsweep(&["apply", "--storage", &root_arg, "--yes", "--json", plan_file.to_str().unwrap()]);
+    let applied = regsweep(&[
+        "apply",
+        "--storage",
+        &root_arg,
+        "--yes",
+        "--json",
+        plan_file.to_str().unwrap(),
+    ]);
     applied.assert_ok();
     let report = applied.json();
     let skipped: Vec<&str> = report["skipped"]
@@ -350,7 +427,10 @@ async fn storage_changes_are_refused_on_a_writable_registry_and_checked_again_be
         .map(|s| s["code"].as_str().unwrap())
         .collect();
     assert!(skipped.contains(&"changed-since-planning"), "{report:#}");
-    assert_eq!(std::fs::read_to_string(link(&root, "app", "v2")).unwrap(), c.v1.digest);
+    assert_eq!(
+        std::fs::read_to_string(link(&root, "app", "v2")).unwrap(),
+        c.v1.digest
+    );
     assert!(!link(&root, "app", "v0").exists(), "{report:#}");
 
     // An unreadable link: that repository plans no deletions, and the run exits 1.
@@ -367,4 +447,88 @@ async fn storage_changes_are_refused_on_a_writable_registry_and_checked_again_be
     assert!(!multi["errors"].as_array().unwrap().is_empty(), "{plan:#}");
     assert!(multi["actions"].as_array().unwrap().is_empty(), "{plan:#}");
     assert!(!c.new_index.digest.is_empty());
+}
+
+#[tokio::test]
+async fn apply_on_s3_storage_written_by_the_real_registry() {
+    let moto = MotoServer::start().await.unwrap();
+    moto.create_bucket("reg").await.unwrap();
+    let mut reg = TestRegistry::start(
+        RegistryOptions::default()
+            .with_s3(&moto.endpoint(), "reg", "/reg")
+            .delete_disabled(),
+    )
+    .await
+    .unwrap();
+    let p = reg.client();
+    let c = push(&p).await;
+    reg.stop().await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let policy = write_policy(work.path());
+    let env = [
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("AWS_ACCESS_KEY_ID", "regsweep-test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "regsweep-test-secret".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let applied = common::regsweep_with(
+        &[
+            "apply",
+            "--storage",
+            "s3://reg/reg",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--yes",
+            "--gc",
+            "--grace",
+            "0",
+        ],
+        &env,
+        None,
+    );
+    applied.assert_ok();
+    assert!(!applied.stderr.contains("regsweep-test-secret"), "{applied:#?}");
+    // v0 with its signature and referrer, v2, and the old index with its two children.
+    assert!(
+        applied.stdout.contains("Deleted 7 manifests (4 tags)"),
+        "{applied:#?}"
+    );
+    assert!(
+        applied.stdout.contains("Collecting garbage on s3://reg/reg"),
+        "{applied:#?}"
+    );
+    // Said once, by the collection.
+    assert_eq!(
+        applied.stderr.matches("Restart the registry").count()
+            + applied.stderr.matches("restart the registry").count(),
+        1,
+        "{applied:#?}"
+    );
+
+    reg.start_again().await.unwrap();
+    let v1_sig_tag = format!("sha256-{}.sig", c.v1.digest.strip_prefix("sha256:").unwrap());
+    assert_eq!(tag_names(&p, "app").await, set(&["v1", "stable", &v1_sig_tag]));
+    assert_eq!(tag_names(&p, "multi").await, set(&["2.0", "latest"]));
+    for (repo, reference) in [
+        ("app", "v1"),
+        ("app", c.v1_referrer.digest.as_str()),
+        ("multi", "latest"),
+    ] {
+        p.verify_pullable(repo, reference).await.unwrap();
+    }
+    assert!(!p.manifest_exists("app", &c.v0_referrer.digest).await.unwrap());
+    assert!(!p.manifest_exists("multi", &c.old_index.digest).await.unwrap());
+    // gc ran on the bucket: the deleted image's layer is gone from it.
+    let layer = c.v2.blobs().last().unwrap().digest.clone();
+    let hex = layer.strip_prefix("sha256:").unwrap();
+    let keys = moto
+        .keys(
+            "reg",
+            &format!("reg/docker/registry/v2/blobs/sha256/{}/{hex}/", &hex[..2]),
+        )
+        .await
+        .unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
 }

@@ -38,6 +38,9 @@ pub struct ApplyOptions {
     pub backup: Option<PathBuf>,
     /// Delete manifests even when kept content needs them (`rm --force`; never from a file).
     pub force: bool,
+    /// On storage: afterwards, remove repositories of the plan left without tags and manifests
+    /// (they would stay in the catalog forever otherwise).
+    pub remove_empty_repositories: bool,
 }
 
 /// One thing done.
@@ -69,6 +72,9 @@ pub struct ApplyReport {
     /// Bytes reclaimable by the registry's garbage collection after what was actually deleted
     /// (at most what the plan expected).
     pub bytes_freed: u64,
+    /// Repositories removed because nothing was left in them (`--remove-empty-repositories`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed_repositories: Vec<String>,
 }
 
 impl ApplyReport {
@@ -82,6 +88,15 @@ impl ApplyReport {
         self.failed.extend(other.failed);
         self.untag_method = self.untag_method.or(other.untag_method);
         self.bytes_freed += other.bytes_freed;
+        self.removed_repositories.extend(other.removed_repositories);
+    }
+
+    /// Whether anything was removed (the registry's caches may then be stale).
+    pub fn changed_anything(&self) -> bool {
+        !(self.deleted.is_empty()
+            && self.untagged.is_empty()
+            && self.cleaned.is_empty()
+            && self.removed_repositories.is_empty())
     }
 
     /// Whether everything asked for was done or deliberately skipped.

@@ -57,7 +57,55 @@ pub fn apply_on_storage(
         };
         total.merge(site.apply_repository(repo, options.force, progress));
     }
+    if options.remove_empty_repositories {
+        for repo in &plan.repositories {
+            match remove_if_empty(storage, &repo.repository) {
+                Ok(true) => total.removed_repositories.push(repo.repository.clone()),
+                Ok(false) => {}
+                Err(err) => total.failed.push(ItemError {
+                    repository: repo.repository.clone(),
+                    target: String::new(),
+                    tags: Vec::new(),
+                    code: ErrorCode::Storage,
+                    detail: format!("removing the empty repository failed: {err}"),
+                }),
+            }
+        }
+    }
     Ok(total)
+}
+
+/// Removes a repository with no tags, no manifests and no uploads left: its `_manifests` and
+/// `_layers` folders (what make a folder a repository to distribution's catalog), then its
+/// folder and empty parents. A namespace that holds other repositories (`team` of `team/app`)
+/// keeps its folder. `false` when something is left in it.
+pub fn remove_if_empty(storage: &Storage, name: &str) -> Result<bool, StorageError> {
+    let read = storage.read_repository(
+        name,
+        crate::storage::ReadOptions {
+            tag_names_only: true,
+            ..Default::default()
+        },
+    );
+    if !read.tags.is_empty() || !read.revisions.is_empty() || !read.issues.is_empty() {
+        return Ok(false);
+    }
+    if !storage.uploads(name)?.is_empty() {
+        return Ok(false);
+    }
+    let backend = storage.backend();
+    let base = paths::repository(name);
+    for part in ["_manifests", "_layers", "_uploads"] {
+        backend.delete(&format!("{base}/{part}"))?;
+    }
+    let mut dir = base;
+    while dir != "repositories" && backend.remove_empty_dir(&dir)? {
+        match dir.rfind('/') {
+            Some(i) => dir.truncate(i),
+            None => break,
+        }
+    }
+    Ok(true)
 }
 
 /// One repository's storage and what its actions share.
@@ -95,10 +143,13 @@ impl Site<'_> {
         // placeholder manifest with it.
         for (tag, placeholder) in &review.placeholders {
             let result = self.untag(tag, placeholder, false).and_then(|_| {
-                self.delete(&live, &Deletion {
-                    digest: placeholder.clone(),
-                    tags: Vec::new(),
-                })
+                self.delete(
+                    &live,
+                    &Deletion {
+                        digest: placeholder.clone(),
+                        tags: Vec::new(),
+                    },
+                )
             });
             match result {
                 Ok(mut done) => {
@@ -187,11 +238,19 @@ impl Site<'_> {
                     target(),
                     Vec::new(),
                     ErrorCode::ChangedSincePlanning,
-                    format!("changed since planning: moved to {} just before untagging", now.short()),
+                    format!(
+                        "changed since planning: moved to {} just before untagging",
+                        now.short()
+                    ),
                 ));
             }
             None => {
-                return Err(self.error(target(), Vec::new(), ErrorCode::AlreadyGone, "already gone".into()));
+                return Err(self.error(
+                    target(),
+                    Vec::new(),
+                    ErrorCode::AlreadyGone,
+                    "already gone".into(),
+                ));
             }
         }
         if save && let Some(dir) = self.backup {
@@ -278,7 +337,8 @@ impl Site<'_> {
             digest: digest.clone(),
             media_type: manifest.media_type,
             tags: tags.to_vec(),
-            manifest: String::from_utf8(body).map_err(|e| failed(format!("the manifest is not UTF-8: {e}")))?,
+            manifest: String::from_utf8(body)
+                .map_err(|e| failed(format!("the manifest is not UTF-8: {e}")))?,
         };
         backup::write_backup(dir, &entry, untagged)
             .map(drop)
@@ -322,9 +382,15 @@ fn restore_entry(storage: &Storage, entry: &BackupEntry) -> Result<(), StorageEr
         backend.write(&paths::blob_data(&entry.digest), entry.manifest.as_bytes())?;
     }
     let repo = entry.repository.as_str();
-    backend.write(&format!("{}/link", paths::revision_dir(repo, &entry.digest)), link)?;
+    backend.write(
+        &format!("{}/link", paths::revision_dir(repo, &entry.digest)),
+        link,
+    )?;
     for tag in &entry.tags {
-        backend.write(&format!("{}/link", paths::tag_history_dir(repo, tag, &entry.digest)), link)?;
+        backend.write(
+            &format!("{}/link", paths::tag_history_dir(repo, tag, &entry.digest)),
+            link,
+        )?;
         backend.write(&format!("{}/current/link", paths::tag_dir(repo, tag)), link)?;
     }
     Ok(())

@@ -88,7 +88,11 @@ fn repos_command(args: &ReposArgs, output: &OutputArgs) -> anyhow::Result<u8> {
             repositories.sort();
             (registry.host().to_owned(), repositories)
         }
-        _ => return Err(UsageError::new("name a registry, or its storage with --storage TARGET, not both").into()),
+        _ => {
+            return Err(
+                UsageError::new("name a registry, or its storage with --storage TARGET, not both").into(),
+            );
+        }
     };
     if output.json {
         print_json(&ReposJson {
@@ -180,7 +184,11 @@ struct StorageTag<'a> {
 }
 
 /// `tags --storage`: tags with their digest and push time, read from `current/link`.
-fn tags_on_storage(args: &TagsArgs, opened: &super::storage::Opened, output: &OutputArgs) -> anyhow::Result<u8> {
+fn tags_on_storage(
+    args: &TagsArgs,
+    opened: &super::storage::Opened,
+    output: &OutputArgs,
+) -> anyhow::Result<u8> {
     let repository = regsweep::reference::Repository::parse(&args.repository).map_err(|e| {
         UsageError::new(format!(
             "`{}` is not a repository name ({e}); with --storage name it without a host",
@@ -201,7 +209,10 @@ fn tags_on_storage(args: &TagsArgs, opened: &super::storage::Opened, output: &Ou
                 digest,
                 media_type: node.map(|n| n.media_type.as_str()),
                 size: node.map(|_| graph.blobs_of(graph.closure([digest]).iter()).values().sum()),
-                pushed: graph.pushed.get(tag).map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                pushed: graph
+                    .pushed
+                    .get(tag)
+                    .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
             }
         })
         .collect();
@@ -237,7 +248,11 @@ fn tags_on_storage(args: &TagsArgs, opened: &super::storage::Opened, output: &Ou
             println!("{}", tag.tag);
         }
     }
-    Ok(if graph.errors.is_empty() { exit::OK } else { exit::ERROR })
+    Ok(if graph.errors.is_empty() {
+        exit::OK
+    } else {
+        exit::ERROR
+    })
 }
 
 fn print_tag_table(details: &[TagDetail]) {
@@ -397,7 +412,10 @@ pub fn du(args: &DuArgs, output: &OutputArgs) -> anyhow::Result<u8> {
 /// `du --storage`: the same accounting, from the graphs read on storage.
 fn du_on_storage(args: &DuArgs, opened: &super::storage::Opened, output: &OutputArgs) -> anyhow::Result<u8> {
     if args.html.is_some() {
-        return Err(UsageError::new("--html is not available with --storage yet; use `du REGISTRY --html FILE`").into());
+        return Err(UsageError::new(
+            "--html is not available with --storage yet; use `du REGISTRY --html FILE`",
+        )
+        .into());
     }
     let inputs: Vec<String> = args.location.iter().cloned().collect();
     let repositories = super::storage::repositories(&inputs, &opened.storage)?;
@@ -411,7 +429,7 @@ fn print_du(source: &str, report: &DuReport, output: &OutputArgs) -> anyhow::Res
     if output.json {
         print_json(&DuJson {
             registry: source,
-            report: &report,
+            report,
         })?;
     } else {
         let mut t = table(&["REPOSITORY", "TAGS", "MANIFESTS", "TOTAL", "UNIQUE", "SHARED"]);

@@ -67,6 +67,10 @@ pub struct ApplyArgs {
     /// 0 collects everything unreferenced at once; only for a stopped or read-only registry.
     #[arg(long, value_name = "DURATION", requires = "gc", default_value = "1h")]
     pub grace: String,
+    /// With --storage: afterwards, remove the plan's repositories that have no tags and no
+    /// manifests left, so that they leave the catalog (the API has no way to do this).
+    #[arg(long, requires = "storage")]
+    pub remove_empty_repositories: bool,
     #[command(flatten)]
     pub storage: StorageArgs,
     #[command(flatten)]
@@ -88,6 +92,10 @@ pub struct RmArgs {
     /// Save every manifest before deleting it into this directory (see `restore`).
     #[arg(long, value_name = "DIR")]
     pub backup: Option<PathBuf>,
+    /// With --storage: afterwards, remove the named repositories if no tags and no manifests are
+    /// left in them, so that they leave the catalog.
+    #[arg(long, requires = "storage")]
+    pub remove_empty_repositories: bool,
     #[command(flatten)]
     pub storage: StorageArgs,
     #[command(flatten)]
@@ -170,10 +178,21 @@ async fn make_plan(
 }
 
 /// Plans on the registry's storage: `inputs` are repository names (none: every repository).
-fn make_storage_plan(opened: &Opened, policy: &Policy, inputs: &[String], output: &OutputArgs) -> anyhow::Result<Plan> {
+fn make_storage_plan(
+    opened: &Opened,
+    policy: &Policy,
+    inputs: &[String],
+    output: &OutputArgs,
+) -> anyhow::Result<Plan> {
     let repositories = on_storage::repositories(inputs, &opened.storage)?;
     let bar = Bar::new(output, "reading storage");
-    let plan = retention::plan_on_storage(&opened.storage, policy, &repositories, jiff::Timestamp::now(), &bar);
+    let plan = retention::plan_on_storage(
+        &opened.storage,
+        policy,
+        &repositories,
+        jiff::Timestamp::now(),
+        &bar,
+    );
     bar.finish();
     for repo in &plan.repositories {
         for err in &repo.errors {
@@ -439,7 +458,8 @@ fn apply_command(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
                     ))
                 })?;
                 // A plan file that names invalid repositories is refused before connecting.
-                apply::validate(&plan, registry.host()).map_err(|e| UsageError::new(format!("{file}: {e}")))?;
+                apply::validate(&plan, registry.host())
+                    .map_err(|e| UsageError::new(format!("{file}: {e}")))?;
                 (Some(rt.block_on(args.connection.connect(&registry))?), plan)
             }
         }
@@ -458,8 +478,11 @@ fn apply_command(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     if let Some(opened) = &opened {
-        args.storage
-            .check_registry_stopped(&args.connection.ca_file, args.connection.insecure, output.quiet)?;
+        args.storage.check_registry_stopped(
+            &args.connection.ca_file,
+            args.connection.insecure,
+            output.quiet,
+        )?;
         if !args.yes {
             confirm(&confirm_question(&plan, &opened.described))?;
         }
@@ -471,6 +494,7 @@ fn apply_command(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         concurrency: args.connection.concurrency(),
         backup: args.backup.clone(),
         force: false,
+        remove_empty_repositories: args.remove_empty_repositories,
     };
     let report = match (&opened, &client) {
         (Some(opened), _) => apply::apply_on_storage(&opened.storage, &plan, &options, &bar)?,
@@ -481,11 +505,11 @@ fn apply_command(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let code = finish(&report, output)?;
     if let Some(target) = &args.storage.storage {
         if args.gc && !report.deleted.is_empty() {
+            // The collection ends with its own reminder to restart the registry.
             let gc_code = collect_after_apply(target, &args.grace, &args.storage, &args.connection, output)?;
-            on_storage::restart_reminder();
             return Ok(code.max(gc_code));
         }
-        if !output.quiet && !(report.deleted.is_empty() && report.untagged.is_empty()) {
+        if !output.quiet && report.changed_anything() {
             on_storage::restart_reminder();
         }
     }
@@ -578,6 +602,9 @@ fn finish(report: &ApplyReport, output: &OutputArgs) -> anyhow::Result<u8> {
         }
         for f in report.refused.iter().chain(&report.failed) {
             eprintln!("failed {} {}: {}", f.repository, f.target, f.detail);
+        }
+        for repository in &report.removed_repositories {
+            println!("removed the empty repository {repository}");
         }
         println!("{}", apply_summary(report));
     }
@@ -677,6 +704,7 @@ fn rm_command(args: &RmArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         concurrency,
         backup: args.backup.clone(),
         force: args.force,
+        remove_empty_repositories: false,
     };
     let report = rt.block_on(apply::apply(
         &client,
@@ -719,11 +747,12 @@ fn rm_on_storage(args: &RmArgs, opened: &Opened, output: &OutputArgs) -> anyhow:
         concurrency: args.connection.concurrency(),
         backup: args.backup.clone(),
         force: args.force,
+        remove_empty_repositories: args.remove_empty_repositories,
     };
     let report = apply::apply_on_storage(&opened.storage, &plan, &options, &regsweep::look::NoProgress)?;
     print_removed(&report, output);
     let code = finish(&report, output)?;
-    if !output.quiet && !(report.deleted.is_empty() && report.untagged.is_empty()) {
+    if !output.quiet && report.changed_anything() {
         on_storage::restart_reminder();
     }
     Ok(code)
@@ -776,7 +805,10 @@ fn print_removed(report: &ApplyReport, output: &OutputArgs) {
         println!("deleted {}{} ({tags})", d.repository, d.target);
     }
     for u in &report.untagged {
-        let how = report.untag_method.map(untag_method_words).unwrap_or("on storage");
+        let how = report
+            .untag_method
+            .map(untag_method_words)
+            .unwrap_or("on storage");
         println!("untagged {}:{} ({how})", u.repository, u.target);
     }
 }
@@ -789,7 +821,9 @@ fn restore_command(args: &RestoreArgs, output: &OutputArgs) -> anyhow::Result<u8
     let opened = args.storage.open()?;
     let registry = match (&opened, &args.registry) {
         (None, Some(registry)) => Some(RegistryAddr::parse(registry).map_err(UsageError::from)?),
-        (None, None) => return Err(UsageError::new("name the registry to restore into, or --storage TARGET").into()),
+        (None, None) => {
+            return Err(UsageError::new("name the registry to restore into, or --storage TARGET").into());
+        }
         (Some(_), Some(registry)) => {
             return Err(UsageError::new(format!(
                 "restore into the registry `{registry}` or into --storage, not both"
@@ -805,8 +839,11 @@ fn restore_command(args: &RestoreArgs, output: &OutputArgs) -> anyhow::Result<u8
     }
     let results = match (&opened, registry) {
         (Some(opened), _) => {
-            args.storage
-                .check_registry_stopped(&args.connection.ca_file, args.connection.insecure, output.quiet)?;
+            args.storage.check_registry_stopped(
+                &args.connection.ca_file,
+                args.connection.insecure,
+                output.quiet,
+            )?;
             apply::restore_on_storage(&opened.storage, &entries)
         }
         (None, Some(registry)) => {

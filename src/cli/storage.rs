@@ -71,7 +71,12 @@ impl StorageArgs {
     /// caches and a concurrent push would otherwise disagree with what is removed). Refuses when
     /// it accepts writes or cannot be checked, unless --allow-writable; says so when there is no
     /// --registry-url to check with.
-    pub fn check_registry_stopped(&self, ca_files: &[PathBuf], insecure: bool, quiet: bool) -> anyhow::Result<()> {
+    pub fn check_registry_stopped(
+        &self,
+        ca_files: &[PathBuf],
+        insecure: bool,
+        quiet: bool,
+    ) -> anyhow::Result<()> {
         let Some(url) = &self.registry_url else {
             if !quiet {
                 eprintln!(
@@ -132,7 +137,11 @@ pub struct StorageRef {
 
 impl StorageRef {
     pub fn parse(input: &str) -> Result<Self, UsageError> {
-        let bad = |why: String| UsageError::new(format!("`{input}`: {why}; with --storage name REPO:TAG or REPO@DIGEST"));
+        let bad = |why: String| {
+            UsageError::new(format!(
+                "`{input}`: {why}; with --storage name REPO:TAG or REPO@DIGEST"
+            ))
+        };
         let (name, tag, digest) = if let Some((name, digest)) = input.split_once('@') {
             let digest = Digest::parse(digest).map_err(|e| bad(e.to_string()))?;
             (name, None, Some(digest))
@@ -181,7 +190,10 @@ mod tests {
     #[test]
     fn storage_references() {
         let r = StorageRef::parse("team/app:1.0").unwrap();
-        assert_eq!((r.repository.as_str(), r.tag.unwrap().as_str()), ("team/app", "1.0"));
+        assert_eq!(
+            (r.repository.as_str(), r.tag.unwrap().as_str()),
+            ("team/app", "1.0")
+        );
         let digest = format!("sha256:{}", "a".repeat(64));
         let r = StorageRef::parse(&format!("app@{digest}")).unwrap();
         assert_eq!(r.digest.unwrap().as_str(), digest);

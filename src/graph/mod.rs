@@ -471,12 +471,7 @@ impl ConfigFacts {
 
 /// The image configs whose facts the graph's image manifests need, each once, sorted.
 pub(crate) fn configs_to_read(graph: &RepoGraph) -> Vec<Digest> {
-    let mut configs: Vec<Digest> = graph
-        .nodes
-        .values()
-        .filter_map(image_config)
-        .cloned()
-        .collect();
+    let mut configs: Vec<Digest> = graph.nodes.values().filter_map(image_config).cloned().collect();
     configs.sort();
     configs.dedup();
     configs

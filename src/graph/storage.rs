@@ -18,8 +18,10 @@ use std::time::SystemTime;
 
 use rayon::prelude::*;
 
-use super::{ConfigFacts, RepoGraph, add_tag_referrers, assign_config_facts, configs_to_read, insert_node,
-            set_aside_leftovers};
+use super::{
+    ConfigFacts, RepoGraph, add_tag_referrers, assign_config_facts, configs_to_read, insert_node,
+    set_aside_leftovers,
+};
 use crate::digest::Digest;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use crate::registry::{FetchedManifest, MAX_CONFIG_BYTES};

@@ -124,7 +124,11 @@ pub async fn du(
 }
 
 /// Like [`du`], reading the repositories from the registry's storage.
-pub fn du_on_storage(storage: &crate::storage::Storage, repositories: &[String], progress: &dyn Progress) -> DuReport {
+pub fn du_on_storage(
+    storage: &crate::storage::Storage,
+    repositories: &[String],
+    progress: &dyn Progress,
+) -> DuReport {
     use rayon::prelude::*;
     progress.add_total(repositories.len() as u64);
     let contents = repositories

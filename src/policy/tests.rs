@@ -1319,7 +1319,8 @@ fn pushed_time_decides_by_the_push_not_the_build() {
         })
         .chain(std::iter::once(tag("unknown", Some(400))))
         .collect();
-    let by_push = policy("rules:\n  - repos: \"**\"\n    delete:\n      - older-than: 90d\n        time: pushed\n");
+    let by_push =
+        policy("rules:\n  - repos: \"**\"\n    delete:\n      - older-than: 90d\n        time: pushed\n");
     let decision = by_push.decide("app", &tags, now());
     assert_eq!(deleted(&decision), ["stale"]);
     // A tag without a push time is never taken to be old.
@@ -1327,5 +1328,8 @@ fn pushed_time_decides_by_the_push_not_the_build() {
     let reason = &decision.tags.iter().find(|t| t.tag == "stale").unwrap().reason;
     assert!(reason.contains("pushed"), "{reason}");
     let by_created = policy("rules:\n  - repos: \"**\"\n    delete:\n      - older-than: 90d\n");
-    assert_eq!(deleted(&by_created.decide("app", &tags, now())), ["fresh", "stale", "unknown"]);
+    assert_eq!(
+        deleted(&by_created.decide("app", &tags, now())),
+        ["fresh", "stale", "unknown"]
+    );
 }

@@ -221,7 +221,11 @@ impl Backend for LocalFs {
             return Err(self.outside_error("write", &full));
         }
         // A temporary file next to it, renamed over it: the registry never reads half a link.
-        let tmp = parent.join(format!(".regsweep-{}-{:016x}", std::process::id(), fastrand::u64(..)));
+        let tmp = parent.join(format!(
+            ".regsweep-{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
         fs::write(&tmp, content).map_err(|e| io_error("write", &tmp, e))?;
         fs::rename(&tmp, &full).map_err(|e| {
             let _ = fs::remove_file(&tmp);

@@ -363,16 +363,29 @@ pub struct BlobShard {
 #[derive(Debug, Clone)]
 pub struct Storage {
     backend: Arc<dyn Backend>,
+    /// How users name it: the root folder or the object-store URL, without the layout prefix.
+    location: String,
 }
 
 impl Storage {
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Self { backend }
+        let location = backend.location();
+        Self { backend, location }
     }
 
     /// The layout under a local `rootdirectory` (the folder that contains `docker/`).
     pub fn local(root: impl Into<std::path::PathBuf>) -> Self {
-        Self::new(Arc::new(LocalFs::new(root.into().join(LAYOUT_PREFIX))))
+        let root = root.into();
+        let location = root.display().to_string();
+        Self {
+            backend: Arc::new(LocalFs::new(root.join(LAYOUT_PREFIX))),
+            location,
+        }
+    }
+
+    /// Where the storage is, as users name it (the `rootdirectory` or the bucket URL).
+    pub fn location(&self) -> &str {
+        &self.location
     }
 
     /// The storage a [`Target`] names. Object stores take what the target leaves open
@@ -442,7 +455,8 @@ impl Storage {
                 (Arc::new(store), &t.root)
             }
         };
-        Ok(Self::new(Arc::new(ObjectBackend::new(store, root, location)?)))
+        let backend = Arc::new(ObjectBackend::new(store, root, location.clone())?);
+        Ok(Self { backend, location })
     }
 
     pub fn backend(&self) -> &dyn Backend {
