@@ -395,3 +395,130 @@ fn restore_entry(storage: &Storage, entry: &BackupEntry) -> Result<(), StorageEr
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::testtree::Tree;
+
+    fn site<'a>(storage: &'a Storage) -> Site<'a> {
+        Site {
+            storage,
+            name: "app",
+            backup: None,
+        }
+    }
+
+    #[test]
+    fn deleting_a_manifest_removes_its_revision_its_tags_and_their_history_entries() {
+        let tree = Tree::new();
+        let old = tree.image("app", Some("v1"), "a", 1);
+        tree.tag("app", "alias", &old);
+        let new = tree.image("app", Some("v2"), "b", 1);
+        // `v2` pointed at `old` before: its history names it.
+        tree.tag("app", "v2", &old);
+        tree.tag("app", "v2", &new);
+        let storage = tree.storage();
+        let live = crate::graph::storage::read(&storage, "app", false);
+        let done = site(&storage)
+            .delete(
+                &live,
+                &Deletion {
+                    digest: old.clone(),
+                    tags: vec!["alias".into(), "v1".into()],
+                },
+            )
+            .unwrap();
+        assert_eq!(done.tags, ["alias", "v1"]);
+        assert!(!tree.exists(&paths::revision_dir("app", &old)));
+        assert!(!tree.exists(&paths::tag_dir("app", "v1")) && !tree.exists(&paths::tag_dir("app", "alias")));
+        assert!(!tree.exists(&paths::tag_history_dir("app", "v2", &old)));
+        assert!(tree.exists(&paths::tag_history_dir("app", "v2", &new)));
+        // The blob stays for gc; a second delete is "already gone".
+        assert!(tree.exists(&paths::blob_data(&old)));
+        let again = site(&storage).delete(
+            &live,
+            &Deletion {
+                digest: old,
+                tags: Vec::new(),
+            },
+        );
+        assert_eq!(again.unwrap_err().code, ErrorCode::AlreadyGone);
+    }
+
+    #[test]
+    fn untag_checks_the_link_right_before() {
+        let tree = Tree::new();
+        let a = tree.image("app", Some("v1"), "a", 1);
+        let b = tree.image("app", Some("v2"), "b", 1);
+        let storage = tree.storage();
+        let moved = site(&storage).untag("v2", &a, true).unwrap_err();
+        assert_eq!(moved.code, ErrorCode::ChangedSincePlanning);
+        assert!(tree.exists(&paths::tag_dir("app", "v2")));
+        site(&storage).untag("v2", &b, true).unwrap();
+        assert!(!tree.exists(&paths::tag_dir("app", "v2")));
+        assert!(tree.exists(&paths::revision_dir("app", &b)));
+        let gone = site(&storage).untag("v2", &b, true).unwrap_err();
+        assert_eq!(gone.code, ErrorCode::AlreadyGone);
+    }
+
+    #[test]
+    fn only_empty_repositories_are_removed_and_namespaces_keep_their_children() {
+        let tree = Tree::new();
+        let a = tree.image("team", Some("v1"), "a", 1);
+        tree.image("team/app", Some("v1"), "b", 1);
+        let storage = tree.storage();
+        assert!(!remove_if_empty(&storage, "team").unwrap(), "it has a tag");
+        site_named(&storage, "team").untag("v1", &a, false).unwrap();
+        assert!(
+            !remove_if_empty(&storage, "team").unwrap(),
+            "it still has a manifest"
+        );
+        storage
+            .backend()
+            .delete(&paths::revision_dir("team", &a))
+            .unwrap();
+        assert!(remove_if_empty(&storage, "team").unwrap());
+        assert!(!tree.exists("repositories/team/_manifests") && !tree.exists("repositories/team/_layers"));
+        assert_eq!(storage.repositories().unwrap().names, ["team/app"]);
+    }
+
+    fn site_named<'a>(storage: &'a Storage, name: &'a str) -> Site<'a> {
+        Site {
+            storage,
+            name,
+            backup: None,
+        }
+    }
+
+    #[test]
+    fn restore_puts_back_links_and_a_collected_manifest_blob() {
+        let tree = Tree::new();
+        let a = tree.image("app", Some("v1"), "a", 1);
+        let storage = tree.storage();
+        let body = String::from_utf8(storage.read_blob(&a, 1 << 20).unwrap().unwrap()).unwrap();
+        let live = crate::graph::storage::read(&storage, "app", false);
+        site(&storage)
+            .delete(
+                &live,
+                &Deletion {
+                    digest: a.clone(),
+                    tags: vec!["v1".into()],
+                },
+            )
+            .unwrap();
+        storage.backend().delete(&paths::blob_dir(&a)).unwrap();
+        let entry = BackupEntry {
+            repository: "app".into(),
+            digest: a.clone(),
+            media_type: crate::manifest::media_type::OCI_MANIFEST.into(),
+            tags: vec!["v1".into()],
+            manifest: body,
+        };
+        let results = restore_on_storage(&storage, &[entry]);
+        assert!(results[0].is_ok(), "{results:?}");
+        let graph = crate::graph::storage::read(&storage, "app", false);
+        assert!(graph.errors.is_empty(), "{:?}", graph.errors);
+        assert_eq!(graph.tags["v1"], a);
+    }
+}

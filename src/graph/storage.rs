@@ -182,3 +182,71 @@ fn read_configs(storage: &Storage, graph: &mut RepoGraph) {
 fn timestamp(time: SystemTime) -> Option<jiff::Timestamp> {
     jiff::Timestamp::try_from(time).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::paths;
+    use crate::storage::testtree::{Tree, old};
+
+    #[test]
+    fn reads_the_graph_the_api_would_show_with_push_times() {
+        let tree = Tree::new();
+        let a = tree.image("app", Some("v1"), "a", 1);
+        let b = tree.image("app", None, "b", 1);
+        let c = tree.image("app", None, "c", 1);
+        let index = tree.index("app", Some("multi"), &[&b, &c]);
+        // An untagged referrer of v1 (found only by its `subject`), and an untagged manifest
+        // nothing refers to (not part of the graph).
+        let sbom = tree.manifest("app", &tree.image_body("app", "sbom", 1, Some(&a)));
+        let stray = tree.image("app", None, "stray", 1);
+        // A tag whose manifest the repository lacks: the API answers 404 for it.
+        let elsewhere = tree.blob(b"{}");
+        tree.tag("app", "dangling", &elsewhere);
+        let long_ago = old();
+        tree.set_mtime(&format!("{}/current/link", paths::tag_dir("app", "v1")), long_ago);
+
+        let storage = tree.storage();
+        let (graph, gone) = read_with(&storage, "app", false, &[stray.clone(), elsewhere.clone()]);
+        assert!(graph.errors.is_empty(), "{:?}", graph.errors);
+        assert_eq!(gone, [elsewhere]);
+        assert_eq!(graph.tags.keys().collect::<Vec<_>>(), ["multi", "v1"]);
+        assert!(
+            graph.nodes.contains_key(&index) && graph.nodes.contains_key(&b) && graph.nodes.contains_key(&c)
+        );
+        assert_eq!(graph.referrers[&a].iter().collect::<Vec<_>>(), [&sbom]);
+        assert!(graph.nodes.contains_key(&stray), "named manifests are added");
+        let v1_pushed = graph.pushed["v1"];
+        assert_eq!(v1_pushed, jiff::Timestamp::try_from(long_ago).unwrap());
+        assert!(graph.pushed["multi"] > v1_pushed);
+        assert!(!read(&storage, "app", false).nodes.contains_key(&stray));
+    }
+
+    #[test]
+    fn unreadable_or_mismatched_manifests_are_errors() {
+        let tree = Tree::new();
+        let a = tree.image("app", Some("v1"), "a", 1);
+        // A revision whose blob holds other bytes than its digest says.
+        let forged = tree.image("app", Some("v2"), "b", 1);
+        tree.write(&paths::blob_data(&forged), b"{\"schemaVersion\":2,\"layers\":[]}");
+        let graph = read(&tree.storage(), "app", false);
+        assert!(
+            graph
+                .errors
+                .iter()
+                .any(|e| e.contains("does not match its digest")),
+            "{:?}",
+            graph.errors
+        );
+        // A broken tag link.
+        let tree = Tree::new();
+        tree.image("app", Some("v1"), "a", 1);
+        tree.write(
+            &format!("{}/current/link", paths::tag_dir("app", "v1")),
+            b"garbage",
+        );
+        let graph = read(&tree.storage(), "app", false);
+        assert!(!graph.errors.is_empty());
+        assert!(!a.as_str().is_empty());
+    }
+}
