@@ -13,7 +13,7 @@
 //! went. The registry must not be writing meanwhile: the caller checks that it is stopped or
 //! read-only.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::digest::Digest;
 use crate::graph::RepoGraph;
@@ -115,6 +115,27 @@ struct Site<'a> {
     backup: Option<&'a std::path::Path>,
 }
 
+/// Which tags' histories (`index/<alg>/<hex>`) name each manifest: read once per repository, so
+/// that deleting a manifest touches only the entries that exist.
+type Histories = HashMap<Digest, Vec<String>>;
+
+fn histories(storage: &Storage, name: &str) -> Histories {
+    let read = storage.read_repository(
+        name,
+        crate::storage::ReadOptions {
+            tag_history: true,
+            ..Default::default()
+        },
+    );
+    let mut out: Histories = HashMap::new();
+    for tag in read.tags {
+        for digest in tag.history {
+            out.entry(digest).or_default().push(tag.name.clone());
+        }
+    }
+    out
+}
+
 impl Site<'_> {
     fn apply_repository(&self, repo: &RepoPlan, force: bool, progress: &dyn Progress) -> ApplyReport {
         let mut report = ApplyReport::default();
@@ -135,6 +156,7 @@ impl Site<'_> {
         }
         let review = review::review(repo, &live, &gone, force);
         let accepted = review.phases.values().flatten().count();
+        let histories = histories(self.storage, self.name);
         let partial = !review.skipped.is_empty() || !review.refused.is_empty();
         report.skipped = review.skipped;
         report.refused = review.refused;
@@ -145,6 +167,7 @@ impl Site<'_> {
             let result = self.untag(tag, placeholder, false).and_then(|_| {
                 self.delete(
                     &live,
+                    &histories,
                     &Deletion {
                         digest: placeholder.clone(),
                         tags: Vec::new(),
@@ -172,7 +195,7 @@ impl Site<'_> {
         for deletions in phases.by_ref() {
             let mut phase_failed = false;
             for deletion in &deletions {
-                match self.delete(&live, deletion) {
+                match self.delete(&live, &histories, deletion) {
                     Ok(d) => {
                         done.insert(deletion.digest.clone());
                         report.deleted.push(d);
@@ -271,7 +294,12 @@ impl Site<'_> {
 
     /// Backs the manifest up if asked, then removes its revision link, the tags that point at it
     /// (each checked again just before) and the tag-history entries that name it.
-    fn delete(&self, live: &RepoGraph, deletion: &Deletion) -> Result<Done, ItemError> {
+    fn delete(
+        &self,
+        live: &RepoGraph,
+        histories: &Histories,
+        deletion: &Deletion,
+    ) -> Result<Done, ItemError> {
         let digest = &deletion.digest;
         let target = format!("@{digest}");
         let fail = |e| self.storage_error(target.clone(), deletion.tags.clone(), e);
@@ -292,10 +320,22 @@ impl Site<'_> {
                 "already gone".into(),
             ));
         }
-        // Every tag of the repository, not only the planned ones: distribution removes each tag
-        // that points at a deleted manifest, and a tag left pointing at nothing would answer 404.
+        // Every tag on it, not only the planned ones: distribution removes each tag that points
+        // at a deleted manifest, and a tag left pointing at nothing would answer 404. The
+        // repository was read just before; each link is read once more right before it goes.
+        let on_it = live
+            .tags
+            .iter()
+            .filter(|(_, d)| *d == digest)
+            .map(|(t, _)| t)
+            .chain(
+                live.leftovers
+                    .iter()
+                    .filter(|(_, l)| l.placeholder == *digest)
+                    .map(|(t, _)| t),
+            );
         let mut tags = Vec::new();
-        for tag in live.tags.keys().chain(live.leftovers.keys()) {
+        for tag in on_it {
             if self.tag_target(tag)?.as_ref() == Some(digest) {
                 self.storage
                     .backend()
@@ -303,6 +343,8 @@ impl Site<'_> {
                     .map_err(fail)?;
                 tags.push(tag.clone());
             }
+        }
+        for tag in histories.get(digest).into_iter().flatten() {
             self.storage
                 .backend()
                 .delete(&paths::tag_history_dir(self.name, tag, digest))
@@ -420,9 +462,11 @@ mod tests {
         tree.tag("app", "v2", &new);
         let storage = tree.storage();
         let live = crate::graph::storage::read(&storage, "app", false);
+        let history = histories(&storage, "app");
         let done = site(&storage)
             .delete(
                 &live,
+                &history,
                 &Deletion {
                     digest: old.clone(),
                     tags: vec!["alias".into(), "v1".into()],
@@ -438,6 +482,7 @@ mod tests {
         assert!(tree.exists(&paths::blob_data(&old)));
         let again = site(&storage).delete(
             &live,
+            &history,
             &Deletion {
                 digest: old,
                 tags: Vec::new(),
@@ -501,6 +546,7 @@ mod tests {
         site(&storage)
             .delete(
                 &live,
+                &histories(&storage, "app"),
                 &Deletion {
                     digest: a.clone(),
                     tags: vec!["v1".into()],
