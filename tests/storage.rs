@@ -149,6 +149,38 @@ async fn apply_on_storage_with_deletes_disabled_matches_the_api_and_keeps_everyt
         "{plan:#}"
     );
 
+    // inspect on storage sees the aliases, the platforms and every referrer, tagged or not.
+    let inspected = regsweep(&["inspect", "--storage", root_arg, "app:v1", "--json"]);
+    inspected.assert_ok();
+    let inspected = inspected.json();
+    assert_eq!(
+        inspected["tags"],
+        serde_json::json!(["stable", "v1"]),
+        "{inspected:#}"
+    );
+    let referrers: BTreeSet<&str> = inspected["referrers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        referrers,
+        BTreeSet::from([c.v1_signature.digest.as_str(), c.v1_referrer.digest.as_str()]),
+        "{inspected:#}"
+    );
+    let index = regsweep(&["inspect", "--storage", root_arg, "multi:latest", "--json"]);
+    index.assert_ok();
+    let index = index.json();
+    assert_eq!(index["platforms"].as_array().unwrap().len(), 2, "{index:#}");
+    assert_eq!(index["digest"], c.new_index.digest.as_str());
+    let missing = regsweep(&["inspect", "--storage", root_arg, "app:nope"]);
+    assert_eq!(missing.code, 1, "{missing:#?}");
+    assert!(
+        missing.stderr.contains("`nope` is not in repository `app`"),
+        "{missing:#?}"
+    );
+
     let backup = work.path().join("backup");
     let applied = regsweep(&[
         "apply",
@@ -218,7 +250,6 @@ async fn apply_on_storage_with_deletes_disabled_matches_the_api_and_keeps_everyt
     // An independent client agrees.
     let skopeo_tags: BTreeSet<String> = reg.skopeo_list_tags("app").await.unwrap().into_iter().collect();
     assert_eq!(skopeo_tags, set(&["v1", "stable", &v1_sig_tag]));
-    assert!(!c.v1_signature.digest.is_empty());
     reg.stop().await.unwrap();
 
     // The same policy over the API (deletes enabled, on the copy) leaves the same tags.

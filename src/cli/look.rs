@@ -42,9 +42,12 @@ pub struct TagsArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The image, e.g. registry.example.com/team/app:v1 or …/app@sha256:….
+    /// The image, e.g. registry.example.com/team/app:v1 or …/app@sha256:… (with --storage:
+    /// team/app:v1 or team/app@sha256:…).
     #[arg(value_name = "REF")]
     pub reference: String,
+    #[command(flatten)]
+    pub storage: StorageArgs,
     #[command(flatten)]
     pub connection: RegistryArgs,
 }
@@ -326,6 +329,17 @@ pub fn inspect(args: &InspectArgs, output: &OutputArgs) -> anyhow::Result<u8> {
 }
 
 fn inspect_command(args: &InspectArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+    if let Some(opened) = args.storage.open()? {
+        let reference = super::storage::StorageRef::parse(&args.reference)?;
+        let wanted = match (&reference.tag, &reference.digest) {
+            (_, Some(digest)) => digest.as_str(),
+            (Some(tag), None) => tag.as_str(),
+            (None, None) => return Err(UsageError::new("name a tag or a digest").into()),
+        };
+        let inspection =
+            look::inspect::inspect_on_storage(&opened.storage, reference.repository.as_str(), wanted)?;
+        return print_inspection(&args.reference, &opened.described, &inspection, output);
+    }
     let reference = ImageRef::parse(&args.reference).map_err(UsageError::from)?;
     let inspection = runtime()?.block_on(async {
         let client = args.connection.connect(&reference.registry).await?;
@@ -339,11 +353,22 @@ fn inspect_command(args: &InspectArgs, output: &OutputArgs) -> anyhow::Result<u8
             .await?,
         )
     })?;
+    print_inspection(
+        &reference.to_string(),
+        reference.registry.host(),
+        &inspection,
+        output,
+    )
+}
+
+fn print_inspection(
+    reference: &str,
+    registry: &str,
+    inspection: &look::inspect::Inspection,
+    output: &OutputArgs,
+) -> anyhow::Result<u8> {
     if output.json {
-        print_json(&InspectJson {
-            registry: reference.registry.host(),
-            inspection: &inspection,
-        })?;
+        print_json(&InspectJson { registry, inspection })?;
         return Ok(exit::OK);
     }
     let image = &inspection.image;

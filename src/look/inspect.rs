@@ -186,6 +186,131 @@ pub async fn inspect(
     })
 }
 
+/// Why `inspect --storage` could not inspect.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageInspectError {
+    #[error("`{reference}` is not in repository `{repository}` of this storage")]
+    NotFound { repository: String, reference: String },
+    #[error("repository `{repository}` could not be read completely: {errors}")]
+    Read { repository: String, errors: String },
+}
+
+/// [`inspect`] on the registry's storage: the same report from the repository graph read from
+/// storage, where every referrer is visible (storage has all revisions, tagged or not).
+pub fn inspect_on_storage(
+    storage: &crate::storage::Storage,
+    repository: &str,
+    reference: &str,
+) -> Result<Inspection, StorageInspectError> {
+    let not_found = || StorageInspectError::NotFound {
+        repository: repository.to_owned(),
+        reference: reference.to_owned(),
+    };
+    let by_digest = Digest::parse(reference).ok();
+    let (graph, gone) = crate::graph::storage::read_with(storage, repository, true, by_digest.as_slice());
+    if !graph.errors.is_empty() {
+        return Err(StorageInspectError::Read {
+            repository: repository.to_owned(),
+            errors: graph.errors.join("; "),
+        });
+    }
+    let digest = match by_digest {
+        Some(_) if !gone.is_empty() => return Err(not_found()),
+        Some(digest) => digest,
+        None => graph.tags.get(reference).cloned().ok_or_else(not_found)?,
+    };
+    let node = graph.nodes.get(&digest).ok_or_else(not_found)?;
+    let image_size = |d: &Digest| -> u64 {
+        graph
+            .nodes
+            .get(d)
+            .map_or(0, |n| n.blobs.iter().map(|(_, size)| size).sum())
+    };
+    let created = |d: &Digest| graph.nodes.get(d).and_then(|n| n.created).map(|t| t.to_string());
+    // Platforms are in the index's descriptors, which the graph does not keep.
+    let platforms: Vec<super::PlatformImage> = if node.kind == ManifestKind::Index {
+        storage
+            .read_blob(&digest, crate::manifest::MAX_MANIFEST_BYTES as u64)
+            .ok()
+            .flatten()
+            .and_then(|body| Manifest::parse(&body, None).ok())
+            .map(|index| {
+                index
+                    .manifests
+                    .iter()
+                    .map(|child| super::PlatformImage {
+                        platform: child
+                            .platform
+                            .as_ref()
+                            .map_or_else(|| "unknown".to_owned(), ToString::to_string),
+                        digest: child.digest.clone(),
+                        media_type: graph
+                            .nodes
+                            .get(&child.digest)
+                            .map_or_else(|| child.media_type.clone(), |n| n.media_type.clone()),
+                        size: image_size(&child.digest),
+                        created: created(&child.digest),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let image = ImageSummary {
+        digest: digest.clone(),
+        media_type: node.media_type.clone(),
+        kind: node.kind,
+        manifest_size: node.size,
+        size: if node.kind == ManifestKind::Index {
+            node.children.iter().map(image_size).sum()
+        } else {
+            image_size(&digest)
+        },
+        created: created(&digest),
+        platforms,
+        artifact_type: node.artifact_type.clone(),
+        subject: node.subject.clone(),
+    };
+    let mut referrers: Vec<Referrer> = Vec::new();
+    for (tag, referrer) in &graph.tags {
+        if let Some((subject, suffix)) = Digest::from_referrer_tag(tag)
+            && subject == digest
+        {
+            referrers.push(Referrer {
+                digest: referrer.clone(),
+                tag: Some(tag.clone()),
+                kind: digest_tag_kind(suffix),
+                artifact_type: None,
+                source: ReferrerSource::DigestTag,
+            });
+        }
+    }
+    for referrer in graph.referrers.get(&digest).into_iter().flatten() {
+        if referrers.iter().any(|r| r.digest == *referrer) {
+            continue;
+        }
+        let artifact_type = graph.nodes.get(referrer).and_then(|n| n.artifact_type.clone());
+        referrers.push(Referrer {
+            digest: referrer.clone(),
+            tag: graph.tags_of(referrer).into_iter().next(),
+            kind: kind_from_artifact_type(artifact_type.as_deref()),
+            artifact_type,
+            source: ReferrerSource::Subject,
+        });
+    }
+    referrers.sort_by(|a, b| (a.tag.as_deref(), &a.digest).cmp(&(b.tag.as_deref(), &b.digest)));
+    Ok(Inspection {
+        repository: repository.to_owned(),
+        reference: reference.to_owned(),
+        image,
+        tags: graph.tags_of(&digest),
+        referrers,
+        referrers_api: false,
+        warnings: Vec::new(),
+    })
+}
+
 fn listed_referrers(index: &Manifest) -> impl Iterator<Item = Referrer> + '_ {
     index.manifests.iter().map(|d| Referrer {
         digest: d.digest.clone(),
