@@ -6,11 +6,13 @@
 //!   digests, manifests in every format);
 //! - [`registry`] is the HTTP API v2 client (auth, pagination, retries, bounded concurrency);
 //! - [`look`] builds the read-only views behind `repos`, `tags`, `inspect` and `du`;
-//! - [`graph`] reads a repository's graph (tags, manifests, children, referrers), [`policy`]
-//!   decides per tag, [`plan`] turns decisions into safe ordered actions (pure), [`retention`]
-//!   ties them together and [`apply`] carries a plan out;
+//! - [`graph`] reads a repository's graph (tags, manifests, children, referrers, push times)
+//!   over the API or from storage, [`policy`] decides per tag, [`plan`] turns decisions into
+//!   safe ordered actions (pure), [`retention`] ties them together and [`apply`] carries a plan
+//!   out, over the API or on storage;
 //! - [`probe`] finds out what a registry allows before anything is done there;
 //! - [`report`] renders `du` and plans as a self-contained HTML page with a treemap;
+//! - [`progress`] is how long operations report progress;
 //! - [`storage`] reads distribution's on-disk layout, and [`gc`] garbage-collects it.
 //!
 //! The command-line interface lives in the binary (`src/cli`); nothing here depends on it.
@@ -26,6 +28,7 @@ pub mod manifest;
 pub mod plan;
 pub mod policy;
 pub mod probe;
+pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod report;

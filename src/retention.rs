@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::digest::Digest;
 use crate::graph::{RepoGraph, ScanOptions, scan};
-use crate::look::Progress;
+use crate::progress::Progress;
 use crate::plan::{Decisions, Plan, PlanSource, Verdict, plan};
 use crate::policy::{Action, Policy, TagFacts, TimeSource};
 use crate::reference::Repository;

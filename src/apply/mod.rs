@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::graph::{RepoGraph, ScanOptions, add_manifests_if_present, scan_assuming};
-use crate::look::{NoProgress, Progress};
+use crate::progress::{NoProgress, Progress};
 use crate::plan::{Plan, RepoPlan, TagAction};
 use crate::reference::Repository;
 pub use crate::registry::delete::UntagMethod;

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::digest::Digest;
 use crate::graph::RepoGraph;
-use crate::look::Progress;
+use crate::progress::Progress;
 use crate::manifest::MAX_MANIFEST_BYTES;
 use crate::plan::{Plan, RepoPlan};
 use crate::storage::{Storage, StorageError, paths};

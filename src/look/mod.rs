@@ -13,25 +13,12 @@ use std::sync::Mutex;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
+// Where it used to live; kept so that callers of `look::Progress` need not change.
+pub use crate::progress::{NoProgress, Progress};
+
 use crate::digest::Digest;
 use crate::manifest::{Manifest, ManifestKind, Platform};
 use crate::registry::{Client, MAX_CONFIG_BYTES, RegistryError};
-
-/// Receives progress from long scans; the CLI draws it as a progress bar on a terminal.
-pub trait Progress: Send + Sync {
-    /// More work became known.
-    fn add_total(&self, n: u64);
-    /// Work was done.
-    fn advance(&self, n: u64);
-}
-
-/// A [`Progress`] that ignores everything.
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn add_total(&self, _: u64) {}
-    fn advance(&self, _: u64) {}
-}
 
 /// One image (or index) as `tags --long` and `inspect` show it.
 #[derive(Debug, Clone, Serialize)]

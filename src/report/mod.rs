@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::graph::{RepoGraph, ScanOptions, scan};
-use crate::look::Progress;
+use crate::progress::Progress;
 use crate::look::du::{DuReport, RepoContent, account};
 use crate::registry::Client;
 
