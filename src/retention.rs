@@ -9,9 +9,9 @@ use rayon::prelude::*;
 
 use crate::digest::Digest;
 use crate::graph::{RepoGraph, ScanOptions, scan};
-use crate::progress::Progress;
 use crate::plan::{Decisions, Plan, PlanSource, Verdict, plan};
 use crate::policy::{Action, Policy, TagFacts, TimeSource};
+use crate::progress::Progress;
 use crate::reference::Repository;
 use crate::registry::Client;
 use crate::storage::Storage;

@@ -20,8 +20,8 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::graph::{RepoGraph, ScanOptions, add_manifests_if_present, scan_assuming};
-use crate::progress::{NoProgress, Progress};
 use crate::plan::{Plan, RepoPlan, TagAction};
+use crate::progress::{NoProgress, Progress};
 use crate::reference::Repository;
 pub use crate::registry::delete::UntagMethod;
 use crate::registry::delete::{DeleteByTag, MethodProbe, Remover, UntagError, ensure_deletes_allowed};

@@ -17,9 +17,9 @@ use std::collections::{HashMap, HashSet};
 
 use crate::digest::Digest;
 use crate::graph::RepoGraph;
-use crate::progress::Progress;
 use crate::manifest::MAX_MANIFEST_BYTES;
 use crate::plan::{Plan, RepoPlan};
+use crate::progress::Progress;
 use crate::storage::{Storage, StorageError, paths};
 
 use super::backup::{self, BackupEntry};

@@ -17,7 +17,7 @@ use super::connect::{RegistryArgs, runtime};
 use super::fold;
 use super::output::{Bar, plural, print_json, print_table_with_notes, size, table};
 use super::policy::PolicyArgs;
-use super::storage::{self as on_storage, Opened, StorageArgs, StorageRef};
+use super::storage::{self as on_storage, Opened, StorageArgs, StorageRef, StorageWriteArgs};
 use super::{OutputArgs, UsageError, exit};
 
 #[derive(Debug, Args)]
@@ -72,7 +72,7 @@ pub struct ApplyArgs {
     #[arg(long, requires = "storage")]
     pub remove_empty_repositories: bool,
     #[command(flatten)]
-    pub storage: StorageArgs,
+    pub storage: StorageWriteArgs,
     #[command(flatten)]
     pub connection: RegistryArgs,
 }
@@ -97,7 +97,7 @@ pub struct RmArgs {
     #[arg(long, requires = "storage")]
     pub remove_empty_repositories: bool,
     #[command(flatten)]
-    pub storage: StorageArgs,
+    pub storage: StorageWriteArgs,
     #[command(flatten)]
     pub connection: RegistryArgs,
 }
@@ -111,7 +111,7 @@ pub struct RestoreArgs {
     #[arg(value_name = "REGISTRY", required_unless_present = "storage")]
     pub registry: Option<String>,
     #[command(flatten)]
-    pub storage: StorageArgs,
+    pub storage: StorageWriteArgs,
     #[command(flatten)]
     pub connection: RegistryArgs,
 }
@@ -503,7 +503,7 @@ fn apply_command(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     };
     bar.finish();
     let code = finish(&report, output)?;
-    if let Some(target) = &args.storage.storage {
+    if let Some(target) = &args.storage.target.storage {
         if args.gc && !report.deleted.is_empty() {
             // The collection ends with its own reminder to restart the registry.
             let gc_code = collect_after_apply(target, &args.grace, &args.storage, &args.connection, output)?;
@@ -541,7 +541,7 @@ fn confirm_question(plan: &Plan, place: &str) -> String {
 fn collect_after_apply(
     target: &str,
     grace: &str,
-    storage: &StorageArgs,
+    storage: &StorageWriteArgs,
     connection: &RegistryArgs,
     output: &OutputArgs,
 ) -> anyhow::Result<u8> {

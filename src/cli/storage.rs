@@ -21,8 +21,17 @@ pub struct StorageArgs {
     /// contains `docker/`), its config.yml, or s3://BUCKET/PREFIX, az://… or gs://… (as `gc`
     /// takes). Repositories are then named without a host (`team/app`). Needed when the API
     /// cannot delete (deletes disabled, a proxy in front) and for the `pushed` time source.
-    #[arg(long, value_name = "TARGET", global = false)]
+    #[arg(long, value_name = "TARGET")]
     pub storage: Option<String>,
+}
+
+/// `--storage` for the commands that change it, with the check that the registry does not write
+/// meanwhile.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Storage (instead of the registry API)")]
+pub struct StorageWriteArgs {
+    #[command(flatten)]
+    pub target: StorageArgs,
 
     /// With --storage, before changing anything: the URL of the registry serving this storage
     /// (e.g. http://127.0.0.1:5000), checked to be stopped or read-only. One DELETE of a blob that
@@ -65,6 +74,12 @@ impl StorageArgs {
         let described = located.target.describe();
         let storage = Storage::open(&located.target)?;
         Ok(Some(Opened { storage, described }))
+    }
+}
+
+impl StorageWriteArgs {
+    pub fn open(&self) -> anyhow::Result<Option<Opened>> {
+        self.target.open()
     }
 
     /// Before changing the storage: the registry serving it must be stopped or read-only (its

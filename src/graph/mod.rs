@@ -16,8 +16,8 @@ use std::sync::Mutex;
 use futures::stream::{self, StreamExt};
 
 use crate::digest::Digest;
-use crate::progress::Progress;
 use crate::manifest::{Descriptor, ManifestKind, media_type};
+use crate::progress::Progress;
 use crate::registry::delete::{PlaceholderInfo, placeholder_info};
 use crate::registry::{Client, MAX_CONFIG_BYTES, RegistryError};
 

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::graph::{RepoGraph, ScanOptions, scan};
-use crate::progress::Progress;
 use crate::look::du::{DuReport, RepoContent, account};
+use crate::progress::Progress;
 use crate::registry::Client;
 
 /// One image (a tagged manifest) and what it references.
