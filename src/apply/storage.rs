@@ -15,6 +15,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use rayon::prelude::*;
+
 use crate::digest::Digest;
 use crate::graph::RepoGraph;
 use crate::manifest::MAX_MANIFEST_BYTES;
@@ -48,14 +50,20 @@ pub fn apply_on_storage(
     progress.add_total(work.iter().map(|r| r.actions.len() as u64).sum());
     // What was listed when planning may be stale (an object store caches its listing).
     storage.backend().refresh().map_err(ApplyError::Storage)?;
+    let reports: Vec<ApplyReport> = work
+        .par_iter()
+        .map(|repo| {
+            let site = Site {
+                storage,
+                name: &repo.repository,
+                backup: options.backup.as_deref(),
+            };
+            site.apply_repository(repo, options.force, progress)
+        })
+        .collect();
     let mut total = ApplyReport::default();
-    for repo in work {
-        let site = Site {
-            storage,
-            name: &repo.repository,
-            backup: options.backup.as_deref(),
-        };
-        total.merge(site.apply_repository(repo, options.force, progress));
+    for report in reports {
+        total.merge(report);
     }
     if options.remove_empty_repositories {
         for repo in &plan.repositories {
@@ -183,19 +191,37 @@ impl Site<'_> {
                 Err(err) => file(&mut report, err),
             }
         }
-        for (tag, digest) in &review.untags {
-            match self.untag(tag, digest, true) {
+        // Independent of each other: in parallel (an object store answers each in a round trip).
+        let untags: Vec<Result<Done, ItemError>> = review
+            .untags
+            .par_iter()
+            .map(|(tag, digest)| {
+                let result = self.untag(tag, digest, true);
+                progress.advance(1);
+                result
+            })
+            .collect();
+        for result in untags {
+            match result {
                 Ok(done) => report.untagged.push(done),
                 Err(err) => file(&mut report, err),
             }
-            progress.advance(1);
         }
         let mut done: HashSet<Digest> = HashSet::new();
         let mut phases = review.phases.into_values();
         for deletions in phases.by_ref() {
             let mut phase_failed = false;
-            for deletion in &deletions {
-                match self.delete(&live, &histories, deletion) {
+            // Nothing in one phase refers to anything else in it: in parallel.
+            let results: Vec<Result<Done, ItemError>> = deletions
+                .par_iter()
+                .map(|deletion| {
+                    let result = self.delete(&live, &histories, deletion);
+                    progress.advance(1);
+                    result
+                })
+                .collect();
+            for (deletion, result) in deletions.iter().zip(results) {
+                match result {
                     Ok(d) => {
                         done.insert(deletion.digest.clone());
                         report.deleted.push(d);
@@ -205,7 +231,6 @@ impl Site<'_> {
                         file(&mut report, err);
                     }
                 }
-                progress.advance(1);
             }
             if phase_failed {
                 // Later phases hold what the failed manifests refer to.
