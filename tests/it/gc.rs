@@ -14,44 +14,16 @@ use regsweep_testkit::{
 };
 use serde_json::Value;
 
-/// One run of the binary.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use crate::common::{Cli, Run};
 
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
-    }
-}
-
-/// Runs `regsweep gc ARGS` without the registry's environment overrides (they would change
-/// which storage a config file points at).
+/// `regsweep gc ARGS` (the common runner keeps the registry's storage overrides out: they would
+/// change which storage a config file points at).
 fn gc(args: &[&str]) -> Run {
     gc_env(args, &[])
 }
 
 fn gc_env(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_regsweep"));
-    command
-        .arg("gc")
-        .args(args)
-        .env_remove("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY")
-        .env_remove("REGISTRY_STORAGE")
-        .env_remove("REGSWEEP_LOG")
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let out = command.output().expect("the regsweep binary runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Cli::new(&[&["gc"], args].concat()).envs(env).run()
 }
 
 /// `regsweep gc --json ARGS`, asserting the exit code.
