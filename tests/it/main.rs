@@ -24,3 +24,4 @@ mod look;
 mod ops;
 mod policy;
 mod retention;
+mod snapshots;
