@@ -209,7 +209,7 @@ fn attach_digests_files(policy: &mut Policy, base: &Path) -> anyhow::Result<()> 
         })?;
         policy
             .attach_digests(&written, &text, &name)
-            .map_err(|err| UsageError::policy(err.into()))?;
+            .map_err(UsageError::policy)?;
     }
     Ok(())
 }

@@ -432,14 +432,14 @@ impl Policy {
 
     /// Loads the contents of a digests file named by the policy (`path` as returned by
     /// [`Policy::digests_files`]): one digest per line, or an image reference ending in
-    /// `@digest`; `#` starts a comment. `source_name` names the file in errors. Returns how many
-    /// digests it lists.
+    /// `@digest`; `#` starts a comment. `source_name` names the file in errors (every bad line).
+    /// Returns how many digests it lists.
     pub fn attach_digests(
         &mut self,
         path: &Path,
         text: &str,
         source_name: &str,
-    ) -> Result<usize, PolicyError> {
+    ) -> Result<usize, PolicyErrors> {
         let digests = parse::digests_file(text, source_name)?;
         let count = digests.len();
         let Some(file) = self.digests_files.iter_mut().find(|f| f.path == path) else {
@@ -459,7 +459,8 @@ impl Policy {
                         names.join(", ")
                     }
                 }),
-            ));
+            )
+            .into());
         };
         file.digests = Some(digests);
         Ok(count)

@@ -815,9 +815,10 @@ pub(crate) fn flags_tree(flags: &PolicyFlags) -> Result<Node, PolicyError> {
 }
 
 /// Reads a digests file: one digest per line (or an image reference ending in `@digest`, as
-/// `kubectl` reports image IDs), blank lines and `#` comments ignored.
-pub(crate) fn digests_file(text: &str, source: &str) -> Result<BTreeSet<Digest>, PolicyError> {
+/// `kubectl` reports image IDs), blank lines and `#` comments ignored. Every bad line is reported.
+pub(crate) fn digests_file(text: &str, source: &str) -> Result<BTreeSet<Digest>, PolicyErrors> {
     let mut set = BTreeSet::new();
+    let mut errors = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let content = line.split('#').next().unwrap_or("");
         let trimmed = content.trim();
@@ -828,8 +829,11 @@ pub(crate) fn digests_file(text: &str, source: &str) -> Result<BTreeSet<Digest>,
         let column = line
             .find(digest_text)
             .map_or(1, |byte| line[..byte].chars().count() + 1);
-        let digest = Digest::parse(digest_text).map_err(|err| {
-            PolicyError::new(
+        match Digest::parse(digest_text) {
+            Ok(digest) => {
+                set.insert(digest);
+            }
+            Err(err) => errors.push(PolicyError::new(
                 source,
                 Location::Line {
                     line: number + 1,
@@ -838,9 +842,12 @@ pub(crate) fn digests_file(text: &str, source: &str) -> Result<BTreeSet<Digest>,
                 err.to_string(),
                 "one digest per line (`sha256:` and 64 hex digits) or an image reference ending in `@sha256:…`; \
                  `#` starts a comment",
-            )
-        })?;
-        set.insert(digest);
+            )),
+        }
     }
-    Ok(set)
+    if errors.is_empty() {
+        Ok(set)
+    } else {
+        Err(PolicyErrors::new(errors))
+    }
 }

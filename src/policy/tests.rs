@@ -696,6 +696,20 @@ fn digests_files_are_loaded_by_the_caller() {
             .starts_with("/etc/deployed.txt:2:1: `sha256:abc` is not a valid sha256 digest"),
         "{err}"
     );
+    // Every bad line, not only the first.
+    let err = p
+        .attach_digests(
+            Path::new("deployed.txt"),
+            "sha256:abc\n# fine\nnope # canary\n",
+            "deployed.txt",
+        )
+        .unwrap_err();
+    let places: Vec<(usize, usize)> = err.errors().iter().map(at).collect();
+    assert_eq!(places, [(1, 1), (3, 1)], "{err}");
+    assert!(
+        err.to_string().starts_with("2 errors in deployed.txt:\n"),
+        "{err}"
+    );
     let err = p
         .attach_digests(Path::new("other.txt"), "", "other.txt")
         .unwrap_err();

@@ -198,3 +198,30 @@ fn every_mistake_in_a_file_is_reported_at_once() {
         "{error:#}"
     );
 }
+
+/// `plan` and `apply` load a policy before they contact the registry and report every mistake
+/// in it the same way.
+#[test]
+fn plan_and_apply_report_every_mistake_of_their_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "rules:\n  - repos: \"**\"\n    keep: [{newest: 0}]\n    delete: [{older-than: 3x}]\n",
+    )
+    .unwrap();
+    // Nothing listens on port 9 of loopback: the policy is checked before any connection.
+    for command in ["plan", "apply"] {
+        let out = regsweep(&[command, "--policy", "p.yaml", "127.0.0.1:9"], dir.path());
+        assert_eq!(out.code, 2, "{out:#?}");
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "error: 2 errors in p.yaml:",
+                "  p.yaml:3:21: `newest` is 0; expected a whole number (1 or more)",
+                "  p.yaml:4:27: `3x` is not a duration; expected a duration such as 30d, 2w, 36h or 1d12h (units up to weeks)",
+            ],
+            "{command}: {out:#?}"
+        );
+    }
+}
