@@ -147,8 +147,8 @@ pub fn main() -> ExitCode {
         Command::Restore(args) => retention::restore(args, &cli.output),
         // With `--json`, a failure before the document is printed still prints one document.
         Command::Policy(args) => output::with_json_error(&cli.output, || policy::run(args, &cli.output)),
-        Command::Gc(args) => retention::with_json_error(&cli.output, || gc::run(args, &cli.output)),
-        Command::Probe(args) => retention::with_json_error(&cli.output, || probe::run(args, &cli.output)),
+        Command::Gc(args) => output::with_json_error(&cli.output, || gc::run(args, &cli.output)),
+        Command::Probe(args) => output::with_json_error(&cli.output, || probe::run(args, &cli.output)),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args, &cli.output),
     };

@@ -255,6 +255,32 @@ mod tests {
     }
 
     #[test]
+    fn the_error_document_lists_each_policy_mistake_with_its_place() {
+        let flags = regsweep::policy::PolicyFlags {
+            keep_newest: Some(0),
+            older_than: Some("3x".into()),
+            ..Default::default()
+        };
+        let errors = regsweep::policy::Policy::from_flags(&flags).unwrap_err();
+        let doc = error_document(&anyhow::Error::new(UsageError::policy(errors)));
+        assert_eq!(doc["error"]["code"], "usage");
+        let listed = doc["error"]["errors"].as_array().expect("a list of errors");
+        let flags: Vec<&str> = listed.iter().map(|e| e["flag"].as_str().unwrap()).collect();
+        assert_eq!(flags, ["--keep-newest", "--older-than"], "{doc:#}");
+        assert!(listed.iter().all(|e| e.get("line").is_none()), "{doc:#}");
+        assert_eq!(listed[1]["problem"], "`3x` is not a duration");
+        let message = doc["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("2 errors in command-line flags:\n  --keep-newest: "),
+            "{message}"
+        );
+
+        let doc = error_document(&anyhow::anyhow!("cannot read the plan p"));
+        assert_eq!(doc["error"]["code"], "error");
+        assert!(doc["error"].get("errors").is_none(), "{doc:#}");
+    }
+
+    #[test]
     fn hints_come_from_the_cli() {
         let err = anyhow::Error::new(RegistryError::Connect {
             host: "r:1".into(),
