@@ -15,8 +15,8 @@ Checks the policy without contacting a registry: the YAML, every key, glob, rege
 duration and time source, and the digests files it names (read relative to the policy file). \
 Prints the rules in words.
 
-Exit codes: 0 valid, 2 invalid (the error names FILE:LINE:COL, what was wrong and what was \
-expected). The language is described in docs/policy.md.";
+Exit codes: 0 valid, 2 invalid (every mistake is reported, each with FILE:LINE:COL, what was \
+wrong and what was expected). The language is described in docs/policy.md.";
 
 /// `regsweep policy …`
 #[derive(Debug, Args)]

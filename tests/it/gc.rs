@@ -1196,8 +1196,15 @@ async fn pushes_racing_with_gc_lose_nothing() {
         let mut done = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
             let tag = format!("again{i}");
-            pusher.push_image("race", Some(&tag), spec).await.unwrap();
-            done.push(tag);
+            match pusher.push_image("race", Some(&tag), spec).await {
+                Ok(_) => done.push(tag),
+                // The window gc cannot close (docs/gc.md, re-checks): the client's HEAD found a blob that a
+                // collection then swept before the manifest arrived. The registry refuses the
+                // manifest, so the push fails visibly and nothing is lost; only a push that
+                // finished has to keep pulling.
+                Err(e) if format!("{e:#}").contains("MANIFEST_BLOB_UNKNOWN") => {}
+                Err(e) => panic!("race:{tag} could not be pushed: {e:#}"),
+            }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         done
@@ -1217,6 +1224,12 @@ async fn pushes_racing_with_gc_lose_nothing() {
     let finished = pushes.await.unwrap();
     let (runs, swept) = collector.await.unwrap();
     assert!(runs >= 2, "gc ran {runs} times");
+    // Refused pushes are the exception, not the rule.
+    assert!(
+        finished.len() >= 30,
+        "only {} of 40 pushes finished",
+        finished.len()
+    );
     // The collections did delete garbage meanwhile (the blobs of images not pushed again yet
     // when they ran), so the race was real.
     assert!(swept > 0, "no collection swept anything");
