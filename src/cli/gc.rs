@@ -13,6 +13,7 @@ use regsweep::gc::{self, GcOptions};
 use regsweep::registry::ClientOptions;
 use regsweep::storage::{self, RootSource, Storage};
 
+use super::output::plural;
 use super::{OutputArgs, exit};
 
 const AFTER_HELP: &str = "\
@@ -279,14 +280,6 @@ fn size(bytes: u64) -> String {
     bytesize::ByteSize(bytes).display().iec().to_string()
 }
 
-fn count(n: usize, one: &str, many: &str) -> String {
-    count64(n as u64, one, many)
-}
-
-fn count64(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
 fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let grace = if report.grace_seconds == 0 {
@@ -313,15 +306,15 @@ fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()
     let freed = size(report.freed_bytes);
     let mut what = format!(
         "{} ({freed}), {}, {}, {}",
-        count(report.blobs.len(), "blob", "blobs"),
-        count(report.manifests.len(), "untagged manifest", "untagged manifests"),
-        count(report.layer_links.len(), "layer link", "layer links"),
-        count(report.empty_dirs.len(), "empty folder", "empty folders"),
+        plural(report.blobs.len(), "blob", "blobs"),
+        plural(report.manifests.len(), "untagged manifest", "untagged manifests"),
+        plural(report.layer_links.len(), "layer link", "layer links"),
+        plural(report.empty_dirs.len(), "empty folder", "empty folders"),
     );
     if !report.uploads.is_empty() {
         what.push_str(&format!(
             ", {}",
-            count(report.uploads.len(), "stale upload", "stale uploads")
+            plural(report.uploads.len(), "stale upload", "stale uploads")
         ));
     }
     let verb = match report.outcome {
@@ -342,18 +335,18 @@ fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()
     writeln!(
         out,
         "Scanned {}, {}, {}, {} and {} in {:.2} s.",
-        count64(s.repositories, "repository", "repositories"),
-        count64(s.tags, "tag", "tags"),
-        count64(s.manifests, "manifest", "manifests"),
-        count64(s.layer_links, "layer link", "layer links"),
-        count64(s.blobs, "blob", "blobs"),
+        plural(s.repositories, "repository", "repositories"),
+        plural(s.tags, "tag", "tags"),
+        plural(s.manifests, "manifest", "manifests"),
+        plural(s.layer_links, "layer link", "layer links"),
+        plural(s.blobs, "blob", "blobs"),
         report.timings.total_ms as f64 / 1000.0
     )?;
     writeln!(out, "{verb} {what}.")?;
     let mut kept = format!(
         "Kept {} and {} in use",
-        count64(s.manifests_kept, "manifest", "manifests"),
-        count64(s.blobs_marked, "blob", "blobs")
+        plural(s.manifests_kept, "manifest", "manifests"),
+        plural(s.blobs_marked, "blob", "blobs")
     );
     if s.young_kept > 0 {
         kept.push_str(&format!(
@@ -467,8 +460,8 @@ fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()
         &format!(
             "Problems ({}: {}, {})",
             report.problems.len(),
-            count(errors, "error", "errors"),
-            count(report.problems.len() - errors, "warning", "warnings")
+            plural(errors, "error", "errors"),
+            plural(report.problems.len() - errors, "warning", "warnings")
         ),
         report
             .problems
@@ -498,7 +491,7 @@ fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()
             "\nRefusing to sweep: with {} reachability cannot be established, so nothing {} deleted. \
              Repair or remove what is listed, or run again with --ignore-problems to sweep anyway \
              (what the problems hide may then be deleted).",
-            count(errors, "error", "errors"),
+            plural(errors, "error", "errors"),
             if report.dry_run { "would be" } else { "was" }
         )?;
     } else if report.outcome == Outcome::DryRun && !report.is_empty() {

@@ -87,17 +87,36 @@ pub enum Command {
 
 /// A mistake in how regsweep was called (exit code 2), as opposed to a failure while running.
 #[derive(Debug)]
-pub struct UsageError(String);
+pub struct UsageError {
+    message: String,
+    /// The mistakes of a rejected policy, which the `--json` error document lists one by one.
+    policy: Option<regsweep::policy::PolicyErrors>,
+}
 
 impl UsageError {
     pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
+        Self {
+            message: message.into(),
+            policy: None,
+        }
+    }
+
+    /// A policy that cannot be used, with all its mistakes.
+    pub fn policy(errors: regsweep::policy::PolicyErrors) -> Self {
+        Self {
+            message: errors.to_string(),
+            policy: Some(errors),
+        }
+    }
+
+    pub fn policy_errors(&self) -> Option<&regsweep::policy::PolicyErrors> {
+        self.policy.as_ref()
     }
 }
 
 impl std::fmt::Display for UsageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -105,7 +124,7 @@ impl std::error::Error for UsageError {}
 
 impl From<regsweep::reference::ReferenceError> for UsageError {
     fn from(err: regsweep::reference::ReferenceError) -> Self {
-        Self(err.to_string())
+        Self::new(err.to_string())
     }
 }
 
@@ -128,9 +147,9 @@ pub fn main() -> ExitCode {
         Command::Rm(args) => retention::rm(args, &cli.output),
         Command::Restore(args) => retention::restore(args, &cli.output),
         // With `--json`, a failure before the document is printed still prints one document.
-        Command::Policy(args) => retention::with_json_error(&cli.output, || policy::run(args, &cli.output)),
-        Command::Gc(args) => retention::with_json_error(&cli.output, || gc::run(args, &cli.output)),
-        Command::Probe(args) => retention::with_json_error(&cli.output, || probe::run(args, &cli.output)),
+        Command::Policy(args) => output::with_json_error(&cli.output, || policy::run(args, &cli.output)),
+        Command::Gc(args) => output::with_json_error(&cli.output, || gc::run(args, &cli.output)),
+        Command::Probe(args) => output::with_json_error(&cli.output, || probe::run(args, &cli.output)),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args, &cli.output),
     };

@@ -6,11 +6,56 @@ use std::io::{IsTerminal, Write};
 use comfy_table::{Table, presets};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use regsweep::look::Progress;
+use regsweep::policy::{Location, PolicyError};
 use regsweep::registry::credentials::CredentialsError;
 use regsweep::registry::{Advice, RegistryError};
 use serde::Serialize;
 
-use super::OutputArgs;
+use super::{OutputArgs, UsageError};
+
+/// Runs a command; with `--json`, a failure before the command printed its document still
+/// prints one: the error document (docs/json.md).
+pub fn with_json_error(output: &OutputArgs, run: impl FnOnce() -> anyhow::Result<u8>) -> anyhow::Result<u8> {
+    let result = run();
+    if output.json
+        && let Err(err) = &result
+    {
+        print_json(&error_document(err))?;
+    }
+    result
+}
+
+/// `{"error": {"code", "message", "errors"?}}`: `usage` or `error`, the whole message, and for a
+/// rejected policy each of its mistakes with its place.
+pub fn error_document(err: &anyhow::Error) -> serde_json::Value {
+    let usage = err.downcast_ref::<UsageError>();
+    let mut error = serde_json::json!({
+        "code": if usage.is_some() { "usage" } else { "error" },
+        "message": format!("{err:#}"),
+    });
+    if let Some(policy) = usage.and_then(UsageError::policy_errors) {
+        error["errors"] = policy.errors().iter().map(policy_error).collect();
+    }
+    serde_json::json!({ "error": error })
+}
+
+/// One policy mistake: `file`, `line` and `column` for a file, `flag` for the command line.
+fn policy_error(err: &PolicyError) -> serde_json::Value {
+    let mut out = serde_json::json!({
+        "message": err.to_string(),
+        "problem": err.problem(),
+        "expected": err.expected(),
+    });
+    match err.location() {
+        Location::Line { line, column } => {
+            out["file"] = err.source_name().into();
+            out["line"] = (*line).into();
+            out["column"] = (*column).into();
+        }
+        Location::Flag(flag) => out["flag"] = (*flag).into(),
+    }
+    out
+}
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
@@ -207,6 +252,32 @@ mod tests {
             join(&["cannot read the plan p", "No such file or directory"]),
             "cannot read the plan p: No such file or directory"
         );
+    }
+
+    #[test]
+    fn the_error_document_lists_each_policy_mistake_with_its_place() {
+        let flags = regsweep::policy::PolicyFlags {
+            keep_newest: Some(0),
+            older_than: Some("3x".into()),
+            ..Default::default()
+        };
+        let errors = regsweep::policy::Policy::from_flags(&flags).unwrap_err();
+        let doc = error_document(&anyhow::Error::new(UsageError::policy(errors)));
+        assert_eq!(doc["error"]["code"], "usage");
+        let listed = doc["error"]["errors"].as_array().expect("a list of errors");
+        let flags: Vec<&str> = listed.iter().map(|e| e["flag"].as_str().unwrap()).collect();
+        assert_eq!(flags, ["--keep-newest", "--older-than"], "{doc:#}");
+        assert!(listed.iter().all(|e| e.get("line").is_none()), "{doc:#}");
+        assert_eq!(listed[1]["problem"], "`3x` is not a duration");
+        let message = doc["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("2 errors in command-line flags:\n  --keep-newest: "),
+            "{message}"
+        );
+
+        let doc = error_document(&anyhow::anyhow!("cannot read the plan p"));
+        assert_eq!(doc["error"]["code"], "error");
+        assert!(doc["error"].get("errors").is_none(), "{doc:#}");
     }
 
     #[test]

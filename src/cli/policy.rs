@@ -15,8 +15,8 @@ Checks the policy without contacting a registry: the YAML, every key, glob, rege
 duration and time source, and the digests files it names (read relative to the policy file). \
 Prints the rules in words.
 
-Exit codes: 0 valid, 2 invalid (the error names FILE:LINE:COL, what was wrong and what was \
-expected). The language is described in docs/policy.md.";
+Exit codes: 0 valid, 2 invalid (every mistake is reported, each with FILE:LINE:COL, what was \
+wrong and what was expected). The language is described in docs/policy.md.";
 
 /// `regsweep policy …`
 #[derive(Debug, Args)]
@@ -173,7 +173,7 @@ impl PolicyArgs {
             )
             .into()),
             None => {
-                let mut policy = Policy::from_flags(&flags).map_err(|err| UsageError::new(err.to_string()))?;
+                let mut policy = Policy::from_flags(&flags).map_err(UsageError::policy)?;
                 // Digests files given as flags are relative to the working directory.
                 attach_digests_files(&mut policy, Path::new(""))?;
                 Ok(policy)
@@ -187,7 +187,7 @@ pub fn load_file(path: &Path) -> anyhow::Result<Policy> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|err| UsageError::new(format!("cannot read policy file {name}: {err}")))?;
-    let mut policy = Policy::from_yaml(&text, &name).map_err(|err| UsageError::new(err.to_string()))?;
+    let mut policy = Policy::from_yaml(&text, &name).map_err(UsageError::policy)?;
     attach_digests_files(&mut policy, path.parent().unwrap_or(Path::new("")))?;
     Ok(policy)
 }
@@ -209,7 +209,7 @@ fn attach_digests_files(policy: &mut Policy, base: &Path) -> anyhow::Result<()> 
         })?;
         policy
             .attach_digests(&written, &text, &name)
-            .map_err(|err| UsageError::new(err.to_string()))?;
+            .map_err(UsageError::policy)?;
     }
     Ok(())
 }

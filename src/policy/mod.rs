@@ -15,6 +15,7 @@
 //! missing (no time, a digests file not loaded) the decision falls on the side of keeping.
 
 mod decide;
+mod errors;
 mod parse;
 pub mod version;
 mod yaml;
@@ -32,6 +33,7 @@ use regex::Regex;
 use serde::{Serialize, Serializer};
 
 use crate::digest::Digest;
+pub use errors::PolicyErrors;
 use version::Range;
 
 /// A validated policy with its globs and regexes compiled.
@@ -428,14 +430,15 @@ pub struct RuleSummary {
 impl Policy {
     /// Parses and validates a YAML policy. `source_name` names the file in errors
     /// (`FILE:LINE:COL: …`). `digests-file` entries are listed by [`Policy::digests_files`] and
-    /// must be loaded with [`Policy::attach_digests`].
-    pub fn from_yaml(text: &str, source_name: &str) -> Result<Policy, PolicyError> {
+    /// must be loaded with [`Policy::attach_digests`]. Every mistake is reported, in source
+    /// order; only a YAML syntax error stops the check where it is.
+    pub fn from_yaml(text: &str, source_name: &str) -> Result<Policy, PolicyErrors> {
         let root = yaml::parse(text, source_name)?;
         parse::compile(root, source_name, false)
     }
 
     /// Builds the policy the flags describe, with the same semantics as the equivalent YAML rule.
-    pub fn from_flags(flags: &PolicyFlags) -> Result<Policy, PolicyError> {
+    pub fn from_flags(flags: &PolicyFlags) -> Result<Policy, PolicyErrors> {
         let root = parse::flags_tree(flags)?;
         parse::compile(Some(root), parse::FLAGS_SOURCE, true)
     }
@@ -452,14 +455,14 @@ impl Policy {
 
     /// Loads the contents of a digests file named by the policy (`path` as returned by
     /// [`Policy::digests_files`]): one digest per line, or an image reference ending in
-    /// `@digest`; `#` starts a comment. `source_name` names the file in errors. Returns how many
-    /// digests it lists.
+    /// `@digest`; `#` starts a comment. `source_name` names the file in errors (every bad line).
+    /// Returns how many digests it lists.
     pub fn attach_digests(
         &mut self,
         path: &Path,
         text: &str,
         source_name: &str,
-    ) -> Result<usize, PolicyError> {
+    ) -> Result<usize, PolicyErrors> {
         let digests = parse::digests_file(text, source_name)?;
         let count = digests.len();
         let Some(file) = self.digests_files.iter_mut().find(|f| f.path == path) else {
@@ -479,7 +482,8 @@ impl Policy {
                         names.join(", ")
                     }
                 }),
-            ));
+            )
+            .into());
         };
         file.digests = Some(digests);
         Ok(count)

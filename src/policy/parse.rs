@@ -5,14 +5,14 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use globset::{GlobBuilder, GlobSetBuilder};
+use globset::{Glob, GlobBuilder, GlobSetBuilder};
 use regex::Regex;
 
 use super::version::Range;
 use super::yaml::{Kind, Node};
 use super::{
-    Age, Condition, DigestsFile, Location, Order, Policy, PolicyError, PolicyFlags, Protect, Rank, Rule,
-    Selector, TimeSource, TimeSpec,
+    Age, Condition, DigestsFile, Location, Order, Policy, PolicyError, PolicyErrors, PolicyFlags, Protect,
+    Rank, Rule, Selector, TimeSource, TimeSpec,
 };
 use crate::digest::Digest;
 
@@ -55,6 +55,9 @@ const EXPECT_RANGE: &str =
 struct Ctx<'s> {
     source: &'s str,
     digests_files: Vec<DigestsFile>,
+    /// Every mistake found so far. Validation goes on past a bad value (leaving it out) so that
+    /// one check reports every mistake in the file.
+    errors: Vec<PolicyError>,
 }
 
 /// A mapping whose keys were checked against the allowed ones.
@@ -73,13 +76,29 @@ impl Ctx<'_> {
         PolicyError::new(self.source, at.clone(), problem, expected)
     }
 
-    fn fields<'n>(&self, node: &'n Node, what: &str, allowed: &[&str]) -> Result<Fields<'n>, PolicyError> {
+    /// The value, or `None` with its error recorded.
+    fn note<T>(&mut self, result: Result<T, PolicyError>) -> Option<T> {
+        result.map_err(|err| self.errors.push(err)).ok()
+    }
+
+    /// Whether mistakes were recorded since there were `before` of them. Checks across the
+    /// fields of a mapping (a selector with no condition, a key with no effect) are left out
+    /// after one: they would only report the consequence of a mistake already reported.
+    fn failed_since(&self, before: usize) -> bool {
+        self.errors.len() > before
+    }
+
+    /// The entries of a mapping, with every unknown key recorded as a mistake (and then ignored);
+    /// `None` when `node` is not a mapping.
+    fn fields<'n>(&mut self, node: &'n Node, what: &str, allowed: &[&str]) -> Option<Fields<'n>> {
         let Kind::Map(entries) = &node.kind else {
-            return Err(self.error(
+            let err = self.error(
                 &node.at,
                 format!("{what} is {}", node.describe()),
                 format!("a mapping with the keys {}", allowed.join(", ")),
-            ));
+            );
+            self.errors.push(err);
+            return None;
         };
         for (key, _) in entries {
             if !allowed.contains(&key.text.as_str()) {
@@ -87,14 +106,15 @@ impl Ctx<'_> {
                     Some(near) => format!(" (did you mean `{near}`?)"),
                     None => String::new(),
                 };
-                return Err(self.error(
+                let err = self.error(
                     &key.at,
                     format!("unknown key `{}` in {what}{hint}", key.text),
                     format!("one of: {}", allowed.join(", ")),
-                ));
+                );
+                self.errors.push(err);
             }
         }
-        Ok(Fields { entries })
+        Some(Fields { entries })
     }
 
     fn string(&self, node: &Node, what: &str, expected: &str) -> Result<String, PolicyError> {
@@ -109,29 +129,31 @@ impl Ctx<'_> {
         }
     }
 
-    /// One string or a non-empty list of strings, each with its location.
-    fn strings(
-        &self,
-        node: &Node,
-        what: &str,
-        expected: &str,
-    ) -> Result<Vec<(String, Location)>, PolicyError> {
+    /// One string or a non-empty list of strings, each with its location; the items that are
+    /// not strings are recorded as mistakes and left out.
+    fn strings(&mut self, node: &Node, what: &str, expected: &str) -> Vec<(String, Location)> {
         match &node.kind {
             Kind::Seq(items) => {
                 if items.is_empty() {
-                    return Err(self.error(&node.at, format!("{what} is an empty list"), expected));
+                    let err = self.error(&node.at, format!("{what} is an empty list"), expected);
+                    self.errors.push(err);
                 }
+                let item_what = format!("an item of {what}");
                 items
                     .iter()
-                    .map(|item| {
-                        Ok((
-                            self.string(item, &format!("an item of {what}"), expected)?,
-                            item.at.clone(),
-                        ))
+                    .filter_map(|item| {
+                        let text = self.string(item, &item_what, expected);
+                        self.note(text).map(|text| (text, item.at.clone()))
                     })
                     .collect()
             }
-            _ => Ok(vec![(self.string(node, what, expected)?, node.at.clone())]),
+            _ => {
+                let text = self.string(node, what, expected);
+                self.note(text)
+                    .map(|text| (text, node.at.clone()))
+                    .into_iter()
+                    .collect()
+            }
         }
     }
 
@@ -187,35 +209,44 @@ impl Ctx<'_> {
         })
     }
 
+    /// `order` of a rule or selector when it is given and valid.
+    fn order_field(&mut self, fields: &Fields<'_>) -> Option<Order> {
+        let order = self.order(fields.get("order")?);
+        self.note(order)
+    }
+
     fn time_source(&self, text: &str, at: &Location) -> Result<TimeSource, PolicyError> {
         text.parse()
             .map_err(|problem: String| self.error(at, problem, EXPECT_TIME_SOURCE))
     }
 
-    /// `time` and `time-fallback` of a rule or selector, over the inherited spec.
-    fn time_spec(&self, fields: &Fields<'_>, inherited: &TimeSpec) -> Result<TimeSpec, PolicyError> {
-        let primary = match fields.get("time") {
-            Some(node) => {
-                let text = self.string(node, "`time`", EXPECT_TIME_SOURCE)?;
-                self.time_source(&text, &node.at)?
-            }
-            None => inherited.0[0].clone(),
-        };
+    /// `time` and `time-fallback` of a rule or selector, over the inherited spec (which stands in
+    /// for a value that is wrong).
+    fn time_spec(&mut self, fields: &Fields<'_>, inherited: &TimeSpec) -> TimeSpec {
+        let primary = fields.get("time").and_then(|node| {
+            let source = self
+                .string(node, "`time`", EXPECT_TIME_SOURCE)
+                .and_then(|text| self.time_source(&text, &node.at));
+            self.note(source)
+        });
         let fallback = match fields.get("time-fallback") {
             Some(node) => self
-                .strings(node, "`time-fallback`", EXPECT_TIME_SOURCE)?
+                .strings(node, "`time-fallback`", EXPECT_TIME_SOURCE)
                 .iter()
-                .map(|(text, at)| self.time_source(text, at))
-                .collect::<Result<Vec<_>, _>>()?,
+                .filter_map(|(text, at)| {
+                    let source = self.time_source(text, at);
+                    self.note(source)
+                })
+                .collect(),
             None => inherited.0[1..].to_vec(),
         };
-        let mut sources = vec![primary];
+        let mut sources = vec![primary.unwrap_or_else(|| inherited.0[0].clone())];
         for source in fallback {
             if !sources.contains(&source) {
                 sources.push(source);
             }
         }
-        Ok(TimeSpec(sources))
+        TimeSpec(sources)
     }
 
     fn duration(&self, node: &Node, what: &str) -> Result<Age, PolicyError> {
@@ -225,84 +256,109 @@ impl Ctx<'_> {
         Ok(Age { text, duration })
     }
 
-    fn protect(&self, node: &Node, inherited: Protect) -> Result<Protect, PolicyError> {
-        let fields = self.fields(node, "`protect`", PROTECT_KEYS)?;
+    fn protect(&mut self, node: &Node, inherited: Protect) -> Protect {
         let mut protect = inherited;
+        let Some(fields) = self.fields(node, "`protect`", PROTECT_KEYS) else {
+            return protect;
+        };
         if let Some(node) = fields.get("min-tags") {
-            protect.min_tags = self.count(node, "`min-tags`", 0)?;
+            let count = self.count(node, "`min-tags`", 0);
+            protect.min_tags = self.note(count).unwrap_or(protect.min_tags);
         }
         if let Some(node) = fields.get("allow-delete-all") {
-            protect.allow_delete_all = self.boolean(node, "`allow-delete-all`")?;
+            let allow = self.boolean(node, "`allow-delete-all`");
+            protect.allow_delete_all = self.note(allow).unwrap_or(protect.allow_delete_all);
         }
-        Ok(protect)
+        protect
     }
 
-    fn rule(
+    /// Globs as a matcher each, the bad ones recorded as mistakes and left out. `separator`: `*`
+    /// stops at `/` (repository names are paths; tags contain no `/`).
+    fn globs(
         &mut self,
-        node: &Node,
-        index: usize,
-        defaults: Protect,
-        from_flags: bool,
-    ) -> Result<Rule, PolicyError> {
+        globs: Vec<(String, Location)>,
+        separator: bool,
+        expected: &str,
+    ) -> Vec<(String, Glob)> {
+        globs
+            .into_iter()
+            .filter_map(|(glob, at)| {
+                let compiled = GlobBuilder::new(&glob)
+                    .literal_separator(separator)
+                    .backslash_escape(true)
+                    .build()
+                    .map_err(|err| self.error(&at, format!("bad glob `{glob}`: {}", err.kind()), expected));
+                self.note(compiled).map(|compiled| (glob, compiled))
+            })
+            .collect()
+    }
+
+    /// A rule, or `None` when it is not a mapping.
+    fn rule(&mut self, node: &Node, index: usize, defaults: Protect, from_flags: bool) -> Option<Rule> {
+        let before = self.errors.len();
         let fields = self.fields(node, "a rule", RULE_KEYS)?;
-        let Some(repos_node) = fields.get("repos") else {
-            return Err(self.error(
-                &node.at,
-                format!("rules[{index}] has no `repos`"),
-                "`repos:` with a glob or a list of globs naming the repositories, e.g. `repos: \"app/**\"`",
-            ));
-        };
         let expect_glob = "a repository glob such as `app/*` or `**`, or a list of them";
-        let repos = self.strings(repos_node, "`repos`", expect_glob)?;
+        let repos = match fields.get("repos") {
+            Some(repos_node) => self.strings(repos_node, "`repos`", expect_glob),
+            // Unknown keys found: a misspelt `repos` is already reported as such.
+            None if self.failed_since(before) => Vec::new(),
+            None => {
+                let err = self.error(
+                    &node.at,
+                    format!("rules[{index}] has no `repos`"),
+                    "`repos:` with a glob or a list of globs naming the repositories, e.g. `repos: \"app/**\"`",
+                );
+                self.errors.push(err);
+                Vec::new()
+            }
+        };
         let mut set = GlobSetBuilder::new();
-        for (glob, at) in &repos {
-            // In repository names `*` stops at `/` and `**` crosses it, like paths.
-            let compiled = GlobBuilder::new(glob)
-                .literal_separator(true)
-                .backslash_escape(true)
-                .build()
-                .map_err(|err| self.error(at, format!("bad glob `{glob}`: {}", err.kind()), expect_glob))?;
-            set.add(compiled);
-        }
+        let repos: Vec<String> = self
+            .globs(repos, true, expect_glob)
+            .into_iter()
+            .map(|(glob, compiled)| {
+                set.add(compiled);
+                glob
+            })
+            .collect();
         let repos_set = set
             .build()
-            .map_err(|err| self.error(&repos_node.at, format!("bad globs: {err}"), expect_glob))?;
-        let repos: Vec<String> = repos.into_iter().map(|(glob, _)| glob).collect();
-        let name = match fields.get("name") {
-            Some(node) => Some(self.string(node, "`name`", "a short name for the rule")?),
-            None => None,
-        };
+            .map_err(|err| self.error(&node.at, format!("bad globs: {err}"), expect_glob));
+        let repos_set = self.note(repos_set)?;
+        let name = fields.get("name").and_then(|node| {
+            let name = self.string(node, "`name`", "a short name for the rule");
+            self.note(name)
+        });
         let label = match (from_flags, name) {
             (true, _) => format!("flags (repos: {})", repos.join(", ")),
             (false, Some(name)) => format!("rules[{index}] `{name}` (repos: {})", repos.join(", ")),
             (false, None) => format!("rules[{index}] (repos: {})", repos.join(", ")),
         };
-        let order = match fields.get("order") {
-            Some(node) => self.order(node)?,
-            None => Order::Time,
-        };
-        let time = self.time_spec(&fields, &TimeSpec(vec![TimeSource::Created]))?;
+        let order = self.order_field(&fields).unwrap_or(Order::Time);
+        let time = self.time_spec(&fields, &TimeSpec(vec![TimeSource::Created]));
         let protect = match fields.get("protect") {
-            Some(node) => self.protect(node, defaults)?,
+            Some(node) => self.protect(node, defaults),
             None => defaults,
         };
         let keep = match fields.get("keep") {
-            Some(node) => self.selectors(node, "keep", order, &time)?,
+            Some(node) => self.selectors(node, "keep", order, &time),
             None => Vec::new(),
         };
         let delete = match fields.get("delete") {
             Some(node) if node.is_null() => {
-                return Err(self.error(
+                let err = self.error(
                     &node.at,
                     "`delete` is empty (null)",
                     "a list of selectors; write `delete: []` to delete nothing, or leave `delete` out \
                      to delete every tag that is not kept",
-                ));
+                );
+                self.errors.push(err);
+                None
             }
-            Some(node) => Some(self.selectors(node, "delete", order, &time)?),
+            Some(node) => Some(self.selectors(node, "delete", order, &time)),
             None => None,
         };
-        Ok(Rule {
+        Some(Rule {
             label,
             repos,
             repos_set,
@@ -314,194 +370,202 @@ impl Ctx<'_> {
         })
     }
 
-    fn selectors(
-        &mut self,
-        node: &Node,
-        list: &str,
-        order: Order,
-        time: &TimeSpec,
-    ) -> Result<Vec<Selector>, PolicyError> {
+    fn selectors(&mut self, node: &Node, list: &str, order: Order, time: &TimeSpec) -> Vec<Selector> {
         let Kind::Seq(items) = &node.kind else {
-            return Err(self.error(
+            let err = self.error(
                 &node.at,
                 format!("`{list}` is {}", node.describe()),
                 format!("a list of selectors, e.g. `{list}: [{{tags: \"pr-*\"}}]`"),
-            ));
+            );
+            self.errors.push(err);
+            return Vec::new();
         };
         items
             .iter()
             .enumerate()
-            .map(|(i, item)| self.selector(item, &format!("{list}[{i}]"), order, time))
+            .filter_map(|(i, item)| self.selector(item, &format!("{list}[{i}]"), order, time))
             .collect()
     }
 
-    fn selector(
-        &mut self,
-        node: &Node,
-        name: &str,
-        order: Order,
-        time: &TimeSpec,
-    ) -> Result<Selector, PolicyError> {
-        let fields = self.fields(node, &format!("selector {name}"), SELECTOR_KEYS)?;
-        let mut conditions = Vec::new();
-        for (key, value) in fields.entries {
-            let condition = match key.text.as_str() {
-                "tags" => {
-                    let expected = "a tag glob such as `pr-*` or `latest`, or a list of them";
-                    let globs = self.strings(value, "`tags`", expected)?;
-                    let mut matchers = Vec::new();
-                    for (glob, at) in globs {
-                        // Tags contain no `/`, so `*` matches any run of characters.
-                        let matcher = GlobBuilder::new(&glob)
-                            .literal_separator(false)
-                            .backslash_escape(true)
-                            .build()
-                            .map_err(|err| {
-                                self.error(&at, format!("bad glob `{glob}`: {}", err.kind()), expected)
-                            })?
-                            .compile_matcher();
-                        matchers.push((glob, matcher));
-                    }
-                    Condition::Tags(matchers)
-                }
-                "tags-regex" => {
-                    let expected = "a regular expression (matched against the whole tag), or a list of them";
-                    let mut regexes = Vec::new();
-                    for (text, at) in self.strings(value, "`tags-regex`", expected)? {
+    /// The condition one selector key stands for; `None` for the keys that shape the selector
+    /// rather than filter tags, and for a value that is wrong (recorded).
+    fn condition(&mut self, key: &str, value: &Node) -> Option<Condition> {
+        let condition = match key {
+            "tags" => {
+                let expected = "a tag glob such as `pr-*` or `latest`, or a list of them";
+                let globs = self.strings(value, "`tags`", expected);
+                let matchers = self
+                    .globs(globs, false, expected)
+                    .into_iter()
+                    .map(|(glob, compiled)| (glob, compiled.compile_matcher()))
+                    .collect();
+                Condition::Tags(matchers)
+            }
+            "tags-regex" => {
+                let expected = "a regular expression (matched against the whole tag), or a list of them";
+                let texts = self.strings(value, "`tags-regex`", expected);
+                let regexes = texts
+                    .into_iter()
+                    .filter_map(|(text, at)| {
                         // Check the pattern alone first so that the error is about what was written.
-                        regex(&text).map_err(|problem| self.error(&at, problem, expected))?;
-                        let anchored = regex(&format!("^(?:{text})$"))
-                            .map_err(|problem| self.error(&at, problem, expected))?;
-                        regexes.push((text, anchored));
-                    }
-                    Condition::TagsRegex(regexes)
-                }
-                "semver" => {
-                    let text = self.string(value, "`semver`", EXPECT_RANGE)?;
-                    let range = Range::parse(&text).map_err(|err| {
-                        self.error(
+                        let anchored = regex(&text)
+                            .and_then(|_| regex(&format!("^(?:{text})$")))
+                            .map_err(|problem| self.error(&at, problem, expected));
+                        self.note(anchored).map(|anchored| (text, anchored))
+                    })
+                    .collect();
+                Condition::TagsRegex(regexes)
+            }
+            "semver" => {
+                let range = self
+                    .string(value, "`semver`", EXPECT_RANGE)
+                    .and_then(|text| match Range::parse(&text) {
+                        Ok(range) => Ok(Condition::Semver { text, range }),
+                        Err(err) => Err(self.error(
                             &value.at,
                             format!("bad version range `{text}`: {}", err.0),
                             EXPECT_RANGE,
-                        )
-                    })?;
-                    Condition::Semver { text, range }
-                }
-                "older-than" => Condition::OlderThan(self.duration(value, "`older-than`")?),
-                "newer-than" => Condition::NewerThan(self.duration(value, "`newer-than`")?),
-                "digests" => {
-                    let expected = "a digest such as `sha256:` followed by 64 hex digits, or a list of them";
-                    let mut set = BTreeSet::new();
-                    for (text, at) in self.strings(value, "`digests`", expected)? {
+                        )),
+                    });
+                self.note(range)?
+            }
+            "older-than" => {
+                let age = self.duration(value, "`older-than`");
+                Condition::OlderThan(self.note(age)?)
+            }
+            "newer-than" => {
+                let age = self.duration(value, "`newer-than`");
+                Condition::NewerThan(self.note(age)?)
+            }
+            "digests" => {
+                let expected = "a digest such as `sha256:` followed by 64 hex digits, or a list of them";
+                let texts = self.strings(value, "`digests`", expected);
+                let set = texts
+                    .into_iter()
+                    .filter_map(|(text, at)| {
                         let digest = Digest::parse(text.trim())
-                            .map_err(|err| self.error(&at, err.to_string(), expected))?;
-                        set.insert(digest);
+                            .map_err(|err| self.error(&at, err.to_string(), expected));
+                        self.note(digest)
+                    })
+                    .collect::<BTreeSet<_>>();
+                Condition::Digests(set)
+            }
+            "digests-file" => {
+                let path = self.string(value, "`digests-file`", "the path of a file of digests");
+                let path = PathBuf::from(self.note(path)?);
+                let index = match self.digests_files.iter().position(|f| f.path == path) {
+                    Some(index) => index,
+                    None => {
+                        self.digests_files.push(DigestsFile { path, digests: None });
+                        self.digests_files.len() - 1
                     }
-                    Condition::Digests(set)
-                }
-                "digests-file" => {
-                    let path = PathBuf::from(self.string(
-                        value,
-                        "`digests-file`",
-                        "the path of a file of digests",
-                    )?);
-                    let index = match self.digests_files.iter().position(|f| f.path == path) {
-                        Some(index) => index,
-                        None => {
-                            self.digests_files.push(DigestsFile { path, digests: None });
-                            self.digests_files.len() - 1
-                        }
-                    };
-                    Condition::DigestsFile(index)
-                }
-                // Handled below: they shape the selector rather than filter tags.
-                _ => continue,
-            };
-            conditions.push(condition);
-        }
+                };
+                Condition::DigestsFile(index)
+            }
+            _ => return None,
+        };
+        Some(condition)
+    }
 
-        let rank_count = match (fields.get("newest"), fields.get("oldest")) {
+    /// `newest`/`oldest` with `order` and `group`; `None` without them (or when they are wrong).
+    fn rank(&mut self, fields: &Fields<'_>, name: &str, order: Order) -> Option<Rank> {
+        let (newest, node) = match (fields.get("newest"), fields.get("oldest")) {
             (Some(_), Some(_)) => {
-                return Err(self.error(
-                    &key_at(&fields, "oldest"),
+                let err = self.error(
+                    &key_at(fields, "oldest"),
                     format!("selector {name} has both `newest` and `oldest`"),
                     "one of them; use two selectors for both ends",
-                ));
+                );
+                self.errors.push(err);
+                return None;
             }
-            (Some(node), None) => Some((true, self.count(node, "`newest`", 1)?)),
-            (None, Some(node)) => Some((false, self.count(node, "`oldest`", 1)?)),
-            (None, None) => None,
+            (Some(node), None) => (true, node),
+            (None, Some(node)) => (false, node),
+            (None, None) => return None,
         };
-        let rank = match rank_count {
-            Some((newest, count)) => {
-                let order = match fields.get("order") {
-                    Some(node) => self.order(node)?,
-                    None => order,
-                };
-                let group = match fields.get("group") {
-                    Some(node) => {
-                        let expected =
-                            "a regular expression with exactly one capture group, e.g. `^v(\\d+\\.\\d+)\\.`";
-                        let text = self.string(node, "`group`", expected)?;
-                        let compiled =
-                            regex(&text).map_err(|problem| self.error(&node.at, problem, expected))?;
-                        let captures = compiled.captures_len() - 1;
-                        if captures != 1 {
-                            return Err(self.error(
-                                &node.at,
-                                format!("`group` regex `{text}` has {captures} capture groups"),
-                                format!("{expected}; use `(?:…)` for groups that should not capture"),
-                            ));
-                        }
-                        Some((text, compiled))
-                    }
-                    None => None,
-                };
-                Some(Rank {
-                    newest,
-                    count,
-                    order,
-                    group,
-                })
-            }
-            None => {
-                for key in ["order", "group"] {
-                    if fields.get(key).is_some() {
-                        return Err(self.error(
-                            &key_at(&fields, key),
-                            format!("`{key}` in selector {name} has no effect without `newest` or `oldest`"),
-                            format!("`newest: N` or `oldest: N` next to `{key}`"),
-                        ));
-                    }
-                }
-                None
-            }
-        };
-        if conditions.is_empty() && rank.is_none() {
+        let count = self.count(node, if newest { "`newest`" } else { "`oldest`" }, 1);
+        let count = self.note(count);
+        let order = self.order_field(fields).unwrap_or(order);
+        let group = fields.get("group").and_then(|node| {
+            let group = self.group(node);
+            self.note(group)
+        });
+        Some(Rank {
+            newest,
+            count: count?,
+            order,
+            group,
+        })
+    }
+
+    /// The `group` regex of a rank, which must have exactly one capture group.
+    fn group(&self, node: &Node) -> Result<(String, Regex), PolicyError> {
+        let expected = "a regular expression with exactly one capture group, e.g. `^v(\\d+\\.\\d+)\\.`";
+        let text = self.string(node, "`group`", expected)?;
+        let compiled = regex(&text).map_err(|problem| self.error(&node.at, problem, expected))?;
+        let captures = compiled.captures_len() - 1;
+        if captures != 1 {
             return Err(self.error(
                 &node.at,
-                format!("selector {name} has no condition"),
-                "at least one condition; to match every tag write `tags: \"*\"`",
+                format!("`group` regex `{text}` has {captures} capture groups"),
+                format!("{expected}; use `(?:…)` for groups that should not capture"),
             ));
         }
-        let spec = self.time_spec(&fields, time)?;
+        Ok((text, compiled))
+    }
+
+    /// A selector, or `None` when it is not a mapping.
+    fn selector(&mut self, node: &Node, name: &str, order: Order, time: &TimeSpec) -> Option<Selector> {
+        let before = self.errors.len();
+        let fields = self.fields(node, &format!("selector {name}"), SELECTOR_KEYS)?;
+        let conditions: Vec<Condition> = fields
+            .entries
+            .iter()
+            .filter_map(|(key, value)| self.condition(&key.text, value))
+            .collect();
+        let rank = self.rank(&fields, name, order);
+        let spec = self.time_spec(&fields, time);
         let selector = Selector {
             conditions,
             rank,
             time: spec,
         };
-        if !selector.uses_time() {
-            for key in ["time", "time-fallback"] {
+        if self.failed_since(before) {
+            return Some(selector);
+        }
+        if selector.rank.is_none() {
+            for key in ["order", "group"] {
                 if fields.get(key).is_some() {
-                    return Err(self.error(
+                    let err = self.error(
                         &key_at(&fields, key),
-                        format!("`{key}` in selector {name} has no effect: nothing in it depends on time"),
-                        "`older-than`, `newer-than` or `order: time` in the same selector",
-                    ));
+                        format!("`{key}` in selector {name} has no effect without `newest` or `oldest`"),
+                        format!("`newest: N` or `oldest: N` next to `{key}`"),
+                    );
+                    self.errors.push(err);
                 }
             }
         }
-        Ok(selector)
+        if selector.conditions.is_empty() && selector.rank.is_none() {
+            let err = self.error(
+                &node.at,
+                format!("selector {name} has no condition"),
+                "at least one condition; to match every tag write `tags: \"*\"`",
+            );
+            self.errors.push(err);
+        }
+        if !selector.uses_time() {
+            for key in ["time", "time-fallback"] {
+                if fields.get(key).is_some() {
+                    let err = self.error(
+                        &key_at(&fields, key),
+                        format!("`{key}` in selector {name} has no effect: nothing in it depends on time"),
+                        "`older-than`, `newer-than` or `order: time` in the same selector",
+                    );
+                    self.errors.push(err);
+                }
+            }
+        }
+        Some(selector)
     }
 }
 
@@ -570,56 +634,77 @@ fn edit_distance(a: &str, b: &str) -> usize {
     previous[b.len()]
 }
 
-/// From the located tree to a policy.
-pub(crate) fn compile(root: Option<Node>, source: &str, from_flags: bool) -> Result<Policy, PolicyError> {
+/// From the located tree to a policy, or every mistake in it.
+pub(crate) fn compile(root: Option<Node>, source: &str, from_flags: bool) -> Result<Policy, PolicyErrors> {
     let mut ctx = Ctx {
         source,
         digests_files: Vec::new(),
+        errors: Vec::new(),
     };
     let Some(root) = root else {
-        return Err(ctx.error(
-            &Location::Line { line: 1, column: 1 },
-            "the policy is empty",
-            "a mapping with `rules:` (see docs/policy.md)",
-        ));
+        return Err(ctx
+            .error(
+                &Location::Line { line: 1, column: 1 },
+                "the policy is empty",
+                "a mapping with `rules:` (see docs/policy.md)",
+            )
+            .into());
     };
-    let fields = ctx.fields(&root, "the policy", TOP_KEYS)?;
-    let defaults = match fields.get("protect") {
-        Some(node) => ctx.protect(
-            node,
-            Protect {
-                min_tags: 0,
-                allow_delete_all: false,
-            },
-        )?,
-        None => Protect {
-            min_tags: 0,
-            allow_delete_all: false,
-        },
-    };
-    let Some(rules_node) = fields.get("rules") else {
-        return Err(ctx.error(
-            &root.at,
-            "the policy has no `rules`",
-            "`rules:` with a list of rules, each with `repos` and `keep`/`delete` selectors",
-        ));
-    };
-    let Kind::Seq(items) = &rules_node.kind else {
-        return Err(ctx.error(
-            &rules_node.at,
-            format!("`rules` is {}", rules_node.describe()),
-            "a list of rules, e.g. `rules: [{repos: \"**\", keep: [{newest: 10}]}]`",
-        ));
-    };
-    let mut rules = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        rules.push(ctx.rule(item, index, defaults, from_flags)?);
+    let rules = ctx.rules(&root, from_flags);
+    if !ctx.errors.is_empty() {
+        return Err(PolicyErrors::new(ctx.errors));
     }
     Ok(Policy {
         source: source.to_owned(),
         rules,
         digests_files: ctx.digests_files,
     })
+}
+
+impl Ctx<'_> {
+    /// The rules of the policy's top-level mapping.
+    fn rules(&mut self, root: &Node, from_flags: bool) -> Vec<Rule> {
+        let before = self.errors.len();
+        let Some(fields) = self.fields(root, "the policy", TOP_KEYS) else {
+            return Vec::new();
+        };
+        // Unknown keys found: a misspelt `rules` is already reported as such.
+        let keys_unknown = self.failed_since(before);
+        let none = Protect {
+            min_tags: 0,
+            allow_delete_all: false,
+        };
+        let defaults = match fields.get("protect") {
+            Some(node) => self.protect(node, none),
+            None => none,
+        };
+        let Some(rules_node) = fields.get("rules") else {
+            if keys_unknown {
+                return Vec::new();
+            }
+            let err = self.error(
+                &root.at,
+                "the policy has no `rules`",
+                "`rules:` with a list of rules, each with `repos` and `keep`/`delete` selectors",
+            );
+            self.errors.push(err);
+            return Vec::new();
+        };
+        let Kind::Seq(items) = &rules_node.kind else {
+            let err = self.error(
+                &rules_node.at,
+                format!("`rules` is {}", rules_node.describe()),
+                "a list of rules, e.g. `rules: [{repos: \"**\", keep: [{newest: 10}]}]`",
+            );
+            self.errors.push(err);
+            return Vec::new();
+        };
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(index, item)| self.rule(item, index, defaults, from_flags))
+            .collect()
+    }
 }
 
 /// The tree the flags stand for: one rule, keep flags as separate keep selectors, delete flags
@@ -730,9 +815,10 @@ pub(crate) fn flags_tree(flags: &PolicyFlags) -> Result<Node, PolicyError> {
 }
 
 /// Reads a digests file: one digest per line (or an image reference ending in `@digest`, as
-/// `kubectl` reports image IDs), blank lines and `#` comments ignored.
-pub(crate) fn digests_file(text: &str, source: &str) -> Result<BTreeSet<Digest>, PolicyError> {
+/// `kubectl` reports image IDs), blank lines and `#` comments ignored. Every bad line is reported.
+pub(crate) fn digests_file(text: &str, source: &str) -> Result<BTreeSet<Digest>, PolicyErrors> {
     let mut set = BTreeSet::new();
+    let mut errors = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let content = line.split('#').next().unwrap_or("");
         let trimmed = content.trim();
@@ -743,8 +829,11 @@ pub(crate) fn digests_file(text: &str, source: &str) -> Result<BTreeSet<Digest>,
         let column = line
             .find(digest_text)
             .map_or(1, |byte| line[..byte].chars().count() + 1);
-        let digest = Digest::parse(digest_text).map_err(|err| {
-            PolicyError::new(
+        match Digest::parse(digest_text) {
+            Ok(digest) => {
+                set.insert(digest);
+            }
+            Err(err) => errors.push(PolicyError::new(
                 source,
                 Location::Line {
                     line: number + 1,
@@ -753,9 +842,12 @@ pub(crate) fn digests_file(text: &str, source: &str) -> Result<BTreeSet<Digest>,
                 err.to_string(),
                 "one digest per line (`sha256:` and 64 hex digits) or an image reference ending in `@sha256:…`; \
                  `#` starts a comment",
-            )
-        })?;
-        set.insert(digest);
+            )),
+        }
     }
-    Ok(set)
+    if errors.is_empty() {
+        Ok(set)
+    } else {
+        Err(PolicyErrors::new(errors))
+    }
 }

@@ -61,10 +61,19 @@ fn policy(yaml: &str) -> Policy {
     Policy::from_yaml(yaml, "policy.yaml").unwrap_or_else(|err| panic!("{err}"))
 }
 
+/// The error of a policy with one mistake: exactly one error, none that follows from it.
 fn error(yaml: &str) -> PolicyError {
     match Policy::from_yaml(yaml, "policy.yaml") {
         Ok(_) => panic!("should be rejected:\n{yaml}"),
-        Err(err) => err,
+        Err(errors) => only(errors),
+    }
+}
+
+#[track_caller]
+fn only(errors: PolicyErrors) -> PolicyError {
+    match errors.errors() {
+        [err] => err.clone(),
+        all => panic!("expected one error, got {}:\n{errors}", all.len()),
     }
 }
 
@@ -688,6 +697,20 @@ fn digests_files_are_loaded_by_the_caller() {
             .starts_with("/etc/deployed.txt:2:1: `sha256:abc` is not a valid sha256 digest"),
         "{err}"
     );
+    // Every bad line, not only the first.
+    let err = p
+        .attach_digests(
+            Path::new("deployed.txt"),
+            "sha256:abc\n# fine\nnope # canary\n",
+            "deployed.txt",
+        )
+        .unwrap_err();
+    let places: Vec<(usize, usize)> = err.errors().iter().map(at).collect();
+    assert_eq!(places, [(1, 1), (3, 1)], "{err}");
+    assert!(
+        err.to_string().starts_with("2 errors in deployed.txt:\n"),
+        "{err}"
+    );
     let err = p
         .attach_digests(Path::new("other.txt"), "", "other.txt")
         .unwrap_err();
@@ -787,22 +810,26 @@ fn flag_errors_name_the_flag() {
         err.to_string().contains("no keep or delete condition given"),
         "{err}"
     );
-    let err = Policy::from_flags(&PolicyFlags {
-        older_than: Some("3x".into()),
-        ..PolicyFlags::default()
-    })
-    .unwrap_err();
+    let err = only(
+        Policy::from_flags(&PolicyFlags {
+            older_than: Some("3x".into()),
+            ..PolicyFlags::default()
+        })
+        .unwrap_err(),
+    );
     assert_eq!(err.location(), &Location::Flag("--older-than"));
     assert!(
         err.to_string()
             .starts_with("--older-than: `3x` is not a duration; expected a duration"),
         "{err}"
     );
-    let err = Policy::from_flags(&PolicyFlags {
-        keep_newest: Some(0),
-        ..PolicyFlags::default()
-    })
-    .unwrap_err();
+    let err = only(
+        Policy::from_flags(&PolicyFlags {
+            keep_newest: Some(0),
+            ..PolicyFlags::default()
+        })
+        .unwrap_err(),
+    );
     assert_eq!(err.location(), &Location::Flag("--keep-newest"));
     // `pushed` parses; whether it can be used depends on where the plan is made.
     let p = Policy::from_flags(&PolicyFlags {
@@ -1118,6 +1145,150 @@ fn alias_bombs_are_stopped() {
     }
     let err = error(&yaml);
     assert!(err.to_string().contains("more than 100000 nodes"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every mistake at once.
+
+/// Every error of a policy as `(line, column, message)`.
+fn errors(yaml: &str) -> Vec<(usize, usize, String)> {
+    let Err(errors) = Policy::from_yaml(yaml, "p.yaml") else {
+        panic!("should be rejected:\n{yaml}");
+    };
+    errors
+        .errors()
+        .iter()
+        .map(|err| {
+            let (line, column) = at(err);
+            (line, column, err.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn every_mistake_in_a_file_is_reported_in_source_order() {
+    let yaml = "\
+protect: {min-tags: -1}
+rules:
+  - repos: \"app/**\"
+    keep:
+      - newest: five
+        order: size
+      - tags: [\"ok\", \"[bad\"]
+    delete:
+      - older-than: 30x
+        tag: pr-*
+  - repos: \"[x\"
+    kepp: []
+";
+    let found = errors(yaml);
+    let places: Vec<(usize, usize)> = found.iter().map(|(line, column, _)| (*line, *column)).collect();
+    assert_eq!(
+        places,
+        [
+            (1, 21),
+            (5, 17),
+            (6, 16),
+            (7, 22),
+            (9, 21),
+            (10, 9),
+            (11, 12),
+            (12, 5)
+        ],
+        "{found:#?}"
+    );
+    let expected = [
+        "p.yaml:1:21: `min-tags` is `-1`",
+        "p.yaml:5:17: `newest` is `five`",
+        "p.yaml:6:16: unknown order `size`",
+        "p.yaml:7:22: bad glob `[bad`",
+        "p.yaml:9:21: `30x` is not a duration",
+        "p.yaml:10:9: unknown key `tag` in selector delete[0] (did you mean `tags`?)",
+        "p.yaml:11:12: bad glob `[x`",
+        "p.yaml:12:5: unknown key `kepp` in a rule (did you mean `keep`?)",
+    ];
+    for ((_, _, message), start) in found.iter().zip(expected) {
+        assert!(
+            message.starts_with(start),
+            "{message:?} should start with {start:?}"
+        );
+    }
+
+    let all = Policy::from_yaml(yaml, "p.yaml").unwrap_err();
+    let text = all.to_string();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("8 errors in p.yaml:"));
+    assert!(lines.all(|line| line.starts_with("  p.yaml:")), "{text}");
+    assert_eq!(all.source_name(), "p.yaml");
+}
+
+/// A wrong value is reported, not the checks it makes fail further on: a selector whose only
+/// condition is wrong does not also "have no condition", a misspelt key is not also missing.
+#[test]
+fn a_mistake_is_reported_once_not_its_consequences() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "rules:\n  - repos: x\n    delete:\n      - older-than: soon\n        time: created\n",
+            &["`soon` is not a duration"],
+        ),
+        (
+            "rules:\n  - repos: x\n    keep:\n      - newest: 0\n        order: name\n",
+            &["`newest` is 0"],
+        ),
+        (
+            "rulez: []\n",
+            &["unknown key `rulez` in the policy (did you mean `rules`?)"],
+        ),
+        (
+            "rules:\n  - repo: x\n    keep: [{tags: a}]\n",
+            &["unknown key `repo` in a rule (did you mean `repos`?)"],
+        ),
+        (
+            "rules:\n  - repos: x\n    keep: [{tags: [\"[a\", \"[b\"]}]\n",
+            &["bad glob `[a`", "bad glob `[b`"],
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let found = errors(yaml);
+        assert_eq!(found.len(), expected.len(), "{yaml:?}: {found:#?}");
+        for ((_, _, message), part) in found.iter().zip(expected.iter()) {
+            assert!(
+                message.contains(part),
+                "{yaml:?}: {message:?} should contain {part:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_bad_flag_is_reported_and_a_yaml_syntax_error_stops_the_check() {
+    let err = Policy::from_flags(&PolicyFlags {
+        keep_newest: Some(0),
+        older_than: Some("3x".into()),
+        time: Some("when".into()),
+        ..PolicyFlags::default()
+    })
+    .unwrap_err();
+    let flags: Vec<&Location> = err.errors().iter().map(PolicyError::location).collect();
+    assert_eq!(
+        flags,
+        [
+            &Location::Flag("--time-source"),
+            &Location::Flag("--keep-newest"),
+            &Location::Flag("--older-than"),
+        ],
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("3 errors in command-line flags:\n  --time-source: "),
+        "{err}"
+    );
+
+    // Past a syntax error the rest of the text has no structure to check.
+    let found = errors("rules:\n  - repos: [x\n    keep: {newest: five}\n");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].2.contains("invalid YAML"), "{found:#?}");
 }
 
 // ---------------------------------------------------------------------------------------------

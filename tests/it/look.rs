@@ -1,10 +1,8 @@
 //! The read-only commands (`repos`, `tags`, `inspect`, `du`) against the real registry server.
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
 
-use common::{regsweep, strings};
+use crate::common::{regsweep, strings};
 use regsweep_testkit::{FillSpec, Format, ImageSpec, RegistryOptions, TestRegistry, fill};
 
 async fn registry() -> TestRegistry {

@@ -3,14 +3,12 @@
 //! auth.json and credential helpers through the CLI, and canaries that prove credentials and
 //! tokens go nowhere they do not belong and are never printed.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Run;
+use crate::common::{Cli, Run};
 use regsweep::digest::Digest;
 use regsweep::reference::RegistryAddr;
 use regsweep::registry::{Advice, Client, ClientOptions, Credentials, RegistryError};
@@ -547,8 +545,8 @@ async fn plain_http_realms_of_tls_registries_get_no_credentials() {
 // ---- the CLI, with credentials where docker and podman keep them ---------------------------------
 
 /// Runs the binary with `HOME` = `home` and no inherited credential variables.
-fn run(args: &[&str], home: &Path, env: &[(&str, &str)], stdin: Option<&str>) -> Run {
-    common::regsweep_in_home(args, home, env, stdin)
+fn run(args: &[&str], home: &Path, env: &[(&str, &str)]) -> Run {
+    Cli::new(args).home(home).envs(env).run()
 }
 
 fn base64(data: &str) -> String {
@@ -604,7 +602,7 @@ async fn cli_finds_credentials_where_docker_and_podman_put_them() {
     };
 
     // Nothing stored: anonymous, refused, with advice.
-    let anonymous = run(&["tags", &target], &home, &[], None);
+    let anonymous = run(&["tags", &target], &home, &[]);
     rejected(&anonymous, "rejected anonymous access", "no credentials");
     assert!(anonymous.stderr.contains("docker login"), "{}", anonymous.stderr);
 
@@ -613,7 +611,7 @@ async fn cli_finds_credentials_where_docker_and_podman_put_them() {
         &home.join(".docker/config.json"),
         &auths(&host, "alice", PASSWORD),
     );
-    ok(&run(&["tags", &target], &home, &[], None), "docker config.json");
+    ok(&run(&["tags", &target], &home, &[]), "docker config.json");
 
     // DOCKER_CONFIG moves it.
     let docker_dir = dir.path().join("docker-elsewhere");
@@ -623,10 +621,7 @@ async fn cli_finds_credentials_where_docker_and_podman_put_them() {
     );
     std::fs::remove_file(home.join(".docker/config.json")).unwrap();
     let docker_env = [("DOCKER_CONFIG", docker_dir.to_str().unwrap())];
-    ok(
-        &run(&["tags", &target], &home, &docker_env, None),
-        "DOCKER_CONFIG",
-    );
+    ok(&run(&["tags", &target], &home, &docker_env), "DOCKER_CONFIG");
 
     // Podman's auth.json in $XDG_RUNTIME_DIR comes before docker's file: wrong credentials
     // there win (and are named in the error).
@@ -640,26 +635,22 @@ async fn cli_finds_credentials_where_docker_and_podman_put_them() {
         ("XDG_RUNTIME_DIR", runtime.to_str().unwrap()),
     ];
     rejected(
-        &run(&["tags", &target], &home, &env, None),
+        &run(&["tags", &target], &home, &env),
         "rejected user `mallory`",
         "auth.json first",
     );
     // ... and the environment comes before every file.
     let mut with_env = env.to_vec();
     with_env.extend([("REGSWEEP_USERNAME", "alice"), ("REGSWEEP_PASSWORD", PASSWORD)]);
-    ok(
-        &run(&["tags", &target], &home, &with_env, None),
-        "environment first",
-    );
+    ok(&run(&["tags", &target], &home, &with_env), "environment first");
     // ... and --username/--password-stdin before the environment.
     let wrong_env = [("REGSWEEP_USERNAME", "mallory"), ("REGSWEEP_PASSWORD", "nope")];
     ok(
-        &run(
-            &["tags", "-u", "alice", "--password-stdin", &target],
-            &home,
-            &wrong_env,
-            Some(&format!("{PASSWORD}\n")),
-        ),
+        &Cli::new(&["tags", "-u", "alice", "--password-stdin", &target])
+            .home(&home)
+            .envs(&wrong_env)
+            .stdin(&format!("{PASSWORD}\n"))
+            .run(),
         "flags first",
     );
 
@@ -669,7 +660,7 @@ async fn cli_finds_credentials_where_docker_and_podman_put_them() {
     let mut with_authfile = env.to_vec();
     with_authfile.push(("REGISTRY_AUTH_FILE", authfile.to_str().unwrap()));
     ok(
-        &run(&["tags", &target], &home, &with_authfile, None),
+        &run(&["tags", &target], &home, &with_authfile),
         "REGISTRY_AUTH_FILE",
     );
     ok(
@@ -677,7 +668,6 @@ async fn cli_finds_credentials_where_docker_and_podman_put_them() {
             &["tags", "--authfile", authfile.to_str().unwrap(), &target],
             &home,
             &env,
-            None,
         ),
         "--authfile",
     );
@@ -685,7 +675,6 @@ async fn cli_finds_credentials_where_docker_and_podman_put_them() {
         &["tags", "--authfile", "/nonexistent/auth.json", &target],
         &home,
         &[],
-        None,
     );
     assert_eq!(run_missing.code, 2, "{run_missing:#?}");
 
@@ -694,7 +683,7 @@ async fn cli_finds_credentials_where_docker_and_podman_put_them() {
     no_creds_env.extend([("REGSWEEP_USERNAME", "alice"), ("REGSWEEP_PASSWORD", PASSWORD)]);
     let before = tokens.requests().len();
     rejected(
-        &run(&["tags", "--no-creds", &target], &home, &no_creds_env, None),
+        &run(&["tags", "--no-creds", &target], &home, &no_creds_env),
         "rejected anonymous access",
         "--no-creds",
     );
@@ -716,7 +705,7 @@ async fn cli_finds_credentials_where_docker_and_podman_put_them() {
     ] {
         write(&helper_home.join(".docker/config.json"), &config.to_string());
         ok(
-            &run(&["tags", &target], &helper_home, &[("PATH", &path)], None),
+            &run(&["tags", &target], &helper_home, &[("PATH", &path)]),
             &config.to_string(),
         );
     }
@@ -728,7 +717,7 @@ async fn cli_finds_credentials_where_docker_and_podman_put_them() {
         &helper_home.join(".docker/config.json"),
         &serde_json::json!({"credHelpers": {&host: "notinstalled"}}).to_string(),
     );
-    let run_helper = run(&["tags", &target], &helper_home, &[("PATH", &path)], None);
+    let run_helper = run(&["tags", &target], &helper_home, &[("PATH", &path)]);
     assert_eq!(run_helper.code, 1, "{run_helper:#?}");
     assert!(
         run_helper
@@ -745,7 +734,7 @@ async fn cli_finds_credentials_where_docker_and_podman_put_them() {
         &serde_json::json!({"auths": {&host: {"auth": base64("alice:"), "identitytoken": REFRESH}}})
             .to_string(),
     );
-    ok(&run(&["tags", &target], &id_home, &[], None), "identitytoken");
+    ok(&run(&["tags", &target], &id_home, &[]), "identitytoken");
     assert!(tokens.requests().iter().any(|r| r.method == "POST"));
 }
 
@@ -772,14 +761,14 @@ async fn secrets_and_tokens_never_appear_in_output() {
     ] {
         let mut env = trace.to_vec();
         env.extend([("REGSWEEP_USERNAME", user), ("REGSWEEP_PASSWORD", PASSWORD)]);
-        runs.push(run(&args, dir.path(), &env, None));
+        runs.push(run(&args, dir.path(), &env));
     }
     let id_home = dir.path().join("id");
     write(
         &id_home.join(".docker/config.json"),
         &serde_json::json!({"auths": {&host: {"identitytoken": REFRESH}}}).to_string(),
     );
-    runs.push(run(&["-vvv", "tags", &target], &id_home, &trace, None));
+    runs.push(run(&["-vvv", "tags", &target], &id_home, &trace));
     assert_eq!(runs[0].code, 0, "{:#?}", runs[0]);
     assert_eq!(runs[1].code, 0, "{:#?}", runs[1]);
     assert_eq!(runs[2].code, 0, "{:#?}", runs[2]);

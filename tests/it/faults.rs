@@ -13,13 +13,11 @@
 //! Run with `--nocapture` to see the counts (scenarios, faults injected per kind, deletions
 //! outside the plan).
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
 
-use common::{Run, regsweep};
+use crate::common::{Run, regsweep};
 use regsweep_testkit::{
     FaultCounts, FaultKind, FaultOptions, FaultProxy, Pusher, RegistryOptions, TestRegistry, copy_tree,
 };

@@ -1,12 +1,10 @@
 //! How operators install and run regsweep: shell completions, man pages, the capability probe,
 //! the HTML report and the deployment examples.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use common::{regsweep, regsweep_with};
+use crate::common::{regsweep, regsweep_with};
 
 /// The subcommands `regsweep --help` lists (the clap definition as the user sees it), without
 /// `help`, with nested ones as `policy check`.
@@ -212,7 +210,7 @@ mod probe {
     };
     use serde_json::Value;
 
-    use super::common::{Run, regsweep, regsweep_with};
+    use crate::common::{Run, regsweep, regsweep_with};
 
     /// Every file under the registry's storage root (path relative to the root).
     fn files(root: &Path) -> BTreeSet<String> {
@@ -464,7 +462,7 @@ mod html {
     use regsweep_testkit::{RegistryOptions, TestRegistry, sample};
     use serde_json::Value;
 
-    use super::common::regsweep;
+    use crate::common::regsweep;
 
     /// The `data-*` attributes of every element that matches `open_tag` (e.g. `<tr`), keyed by
     /// `data-repo`, after un-escaping.
@@ -724,7 +722,7 @@ mod deploy {
     use regsweep_testkit::{RegistryOptions, TestRegistry, sample};
     use serde_json::Value;
 
-    use super::common::{Run, regsweep_with};
+    use crate::common::{Run, regsweep_with};
 
     const EXAMPLE_HOST: &str = "registry.example.com";
 

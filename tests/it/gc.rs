@@ -14,44 +14,16 @@ use regsweep_testkit::{
 };
 use serde_json::Value;
 
-/// One run of the binary.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use crate::common::{Cli, Run};
 
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
-    }
-}
-
-/// Runs `regsweep gc ARGS` without the registry's environment overrides (they would change
-/// which storage a config file points at).
+/// `regsweep gc ARGS` (the common runner keeps the registry's storage overrides out: they would
+/// change which storage a config file points at).
 fn gc(args: &[&str]) -> Run {
     gc_env(args, &[])
 }
 
 fn gc_env(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_regsweep"));
-    command
-        .arg("gc")
-        .args(args)
-        .env_remove("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY")
-        .env_remove("REGISTRY_STORAGE")
-        .env_remove("REGSWEEP_LOG")
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let out = command.output().expect("the regsweep binary runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Cli::new(&[&["gc"], args].concat()).envs(env).run()
 }
 
 /// `regsweep gc --json ARGS`, asserting the exit code.
@@ -1224,8 +1196,15 @@ async fn pushes_racing_with_gc_lose_nothing() {
         let mut done = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
             let tag = format!("again{i}");
-            pusher.push_image("race", Some(&tag), spec).await.unwrap();
-            done.push(tag);
+            match pusher.push_image("race", Some(&tag), spec).await {
+                Ok(_) => done.push(tag),
+                // The window gc cannot close (docs/gc.md, re-checks): the client's HEAD found a blob that a
+                // collection then swept before the manifest arrived. The registry refuses the
+                // manifest, so the push fails visibly and nothing is lost; only a push that
+                // finished has to keep pulling.
+                Err(e) if format!("{e:#}").contains("MANIFEST_BLOB_UNKNOWN") => {}
+                Err(e) => panic!("race:{tag} could not be pushed: {e:#}"),
+            }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         done
@@ -1245,6 +1224,12 @@ async fn pushes_racing_with_gc_lose_nothing() {
     let finished = pushes.await.unwrap();
     let (runs, swept) = collector.await.unwrap();
     assert!(runs >= 2, "gc ran {runs} times");
+    // Refused pushes are the exception, not the rule.
+    assert!(
+        finished.len() >= 30,
+        "only {} of 40 pushes finished",
+        finished.len()
+    );
     // The collections did delete garbage meanwhile (the blobs of images not pushed again yet
     // when they ran), so the race was real.
     assert!(swept > 0, "no collection swept anything");

@@ -3,11 +3,9 @@
 //! registry's own garbage collection; aliases survive; signatures follow their subject;
 //! changes between plan and apply are skipped).
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{regsweep, regsweep_with};
+use crate::common::{regsweep, regsweep_with};
 use regsweep_testkit::{Format, ImageSpec, Pusher, RegistryOptions, TestRegistry};
 
 async fn registry() -> TestRegistry {

@@ -1,12 +1,10 @@
 //! The registry client against the real registry: authentication, TLS, scheme fallback, error
 //! messages and exit codes, and credential hygiene.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 
-use common::{regsweep, regsweep_with};
+use crate::common::{regsweep, regsweep_with};
 use regsweep::digest::Digest;
 use regsweep::reference::RegistryAddr;
 use regsweep::registry::{Client, ClientOptions, Credentials, RegistryError, RetryPolicy, Secret};
