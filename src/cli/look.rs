@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::connect::{RegistryArgs, runtime};
 use super::fold;
+use super::output::with_json_error;
 use super::output::{Bar, or_dash, plural, print_json, print_table, print_table_with_notes, size, table};
-use super::retention::with_json_error;
 use super::storage::StorageArgs;
 use super::{OutputArgs, UsageError, exit};
 

@@ -15,7 +15,7 @@ use regsweep::retention::{self, Removal};
 
 use super::connect::{RegistryArgs, runtime};
 use super::fold;
-use super::output::{Bar, plural, print_json, print_table_with_notes, size, table};
+use super::output::{Bar, plural, print_json, print_table_with_notes, size, table, with_json_error};
 use super::policy::PolicyArgs;
 use super::storage::{self as on_storage, Opened, StorageArgs, StorageRef, StorageWriteArgs};
 use super::{OutputArgs, UsageError, exit};
@@ -213,27 +213,6 @@ fn refuse_push_times(policy: &Policy) -> anyhow::Result<()> {
         .into());
     }
     Ok(())
-}
-
-/// Runs a command; with `--json`, a failure before the command printed its document is printed
-/// as one JSON document too (`{"error": {"code", "message"}}`), so that stdout is always one
-/// document. The message also goes to stderr as usual.
-pub(super) fn with_json_error(
-    output: &OutputArgs,
-    run: impl FnOnce() -> anyhow::Result<u8>,
-) -> anyhow::Result<u8> {
-    let result = run();
-    if output.json
-        && let Err(err) = &result
-    {
-        let code = if err.downcast_ref::<UsageError>().is_some() {
-            "usage"
-        } else {
-            "error"
-        };
-        print_json(&serde_json::json!({ "error": { "code": code, "message": format!("{err:#}") } }))?;
-    }
-    result
 }
 
 pub fn plan(args: &PlanArgs, output: &OutputArgs) -> anyhow::Result<u8> {

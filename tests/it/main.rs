@@ -25,3 +25,4 @@ mod ops;
 mod policy;
 mod retention;
 mod snapshots;
+mod storage;

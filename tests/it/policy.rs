@@ -223,5 +223,19 @@ fn plan_and_apply_report_every_mistake_of_their_policy() {
             ],
             "{command}: {out:#?}"
         );
+        // With --json, the error document lists each mistake.
+        let out = regsweep(
+            &[command, "--json", "--policy", "p.yaml", "127.0.0.1:9"],
+            dir.path(),
+        );
+        assert_eq!(out.code, 2, "{out:#?}");
+        let document: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+        let lines: Vec<u64> = document["error"]["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{command}: no errors list: {document:#}"))
+            .iter()
+            .map(|e| e["line"].as_u64().unwrap())
+            .collect();
+        assert_eq!(lines, [3, 4], "{command}: {document:#}");
     }
 }

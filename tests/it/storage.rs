@@ -2,13 +2,11 @@
 //! with deletes disabled, the registry stopped, regsweep planning and applying on its folder,
 //! the registry started again and every kept tag pulled completely (also with skopeo).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use common::regsweep;
+use crate::common::{self, regsweep};
 use regsweep_testkit::{
     Format, ImageSpec, MotoServer, PushedImage, PushedIndex, Pusher, RegistryOptions, TestRegistry,
 };
