@@ -37,13 +37,15 @@ pub struct Repository(String);
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Tag(String);
 
-/// A reference to an image: registry, repository, and a tag, a digest or both.
+/// A reference to an image: registry, repository, and a tag, a digest or both. The fields are
+/// private so that every `ImageRef` comes from [`ImageRef::parse`], which guarantees a tag or a
+/// digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
-    pub registry: RegistryAddr,
-    pub repository: Repository,
-    pub tag: Option<Tag>,
-    pub digest: Option<Digest>,
+    registry: RegistryAddr,
+    repository: Repository,
+    tag: Option<Tag>,
+    digest: Option<Digest>,
 }
 
 /// A registry, optionally narrowed to one repository (`REGISTRY[/REPO]`).
@@ -228,14 +230,35 @@ impl ImageRef {
         })
     }
 
+    pub fn registry(&self) -> &RegistryAddr {
+        &self.registry
+    }
+
+    pub fn repository(&self) -> &Repository {
+        &self.repository
+    }
+
+    pub fn tag(&self) -> Option<&Tag> {
+        self.tag.as_ref()
+    }
+
+    pub fn digest(&self) -> Option<&Digest> {
+        self.digest.as_ref()
+    }
+
     /// What to ask the registry for: the digest when there is one (it pins the content), else
-    /// the tag.
+    /// the tag ([`ImageRef::parse`] guarantees one of them).
     pub fn reference(&self) -> &str {
-        match (&self.digest, &self.tag) {
-            (Some(digest), _) => digest.as_str(),
-            (None, Some(tag)) => tag.as_str(),
-            (None, None) => unreachable!("ImageRef always has a tag or a digest"),
-        }
+        self.digest
+            .as_ref()
+            .map(Digest::as_str)
+            .or_else(|| self.tag.as_ref().map(Tag::as_str))
+            .unwrap_or_default()
+    }
+
+    /// The registry, taking the reference apart.
+    pub fn into_registry(self) -> RegistryAddr {
+        self.registry
     }
 }
 
@@ -451,14 +474,14 @@ mod tests {
     #[test]
     fn parses_full_references() {
         let r = ImageRef::parse(&format!("localhost:5000/team/app:v1.2@{DIGEST}")).unwrap();
-        assert_eq!(r.registry.host(), "localhost:5000");
-        assert_eq!(r.repository.as_str(), "team/app");
-        assert_eq!(r.tag.as_ref().unwrap().as_str(), "v1.2");
-        assert_eq!(r.digest.as_ref().unwrap().as_str(), DIGEST);
+        assert_eq!(r.registry().host(), "localhost:5000");
+        assert_eq!(r.repository().as_str(), "team/app");
+        assert_eq!(r.tag().unwrap().as_str(), "v1.2");
+        assert_eq!(r.digest().unwrap().as_str(), DIGEST);
         assert_eq!(r.reference(), DIGEST);
         assert_eq!(r.to_string(), format!("localhost:5000/team/app:v1.2@{DIGEST}"));
         let r = ImageRef::parse("http://127.0.0.1:5000/app:latest").unwrap();
-        assert_eq!(r.registry.scheme(), Some(Scheme::Http));
+        assert_eq!(r.registry().scheme(), Some(Scheme::Http));
         assert_eq!(r.reference(), "latest");
     }
 

@@ -342,11 +342,11 @@ fn inspect_command(args: &InspectArgs, output: &OutputArgs) -> anyhow::Result<u8
     }
     let reference = ImageRef::parse(&args.reference).map_err(UsageError::from)?;
     let inspection = runtime()?.block_on(async {
-        let client = args.connection.connect(&reference.registry).await?;
+        let client = args.connection.connect(reference.registry()).await?;
         anyhow::Ok(
             look::inspect::inspect(
                 &client,
-                reference.repository.as_str(),
+                reference.repository().as_str(),
                 reference.reference(),
                 args.connection.concurrency(),
             )
@@ -355,7 +355,7 @@ fn inspect_command(args: &InspectArgs, output: &OutputArgs) -> anyhow::Result<u8
     })?;
     print_inspection(
         &reference.to_string(),
-        reference.registry.host(),
+        reference.registry().host(),
         &inspection,
         output,
     )

@@ -645,17 +645,17 @@ fn rm_command(args: &RmArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     for input in &args.references {
         let reference = ImageRef::parse(input).map_err(UsageError::from)?;
         if let Some(r) = &registry
-            && r.host() != reference.registry.host()
+            && r.host() != reference.registry().host()
         {
             return Err(UsageError::new("all references must be on one registry").into());
         }
         add_removal(
             &mut removals,
-            &reference.repository,
-            reference.tag.as_ref(),
-            reference.digest.as_ref(),
+            reference.repository(),
+            reference.tag(),
+            reference.digest(),
         );
-        registry = Some(reference.registry);
+        registry = Some(reference.into_registry());
     }
     let registry = registry.ok_or_else(|| UsageError::new("name what to remove"))?;
     let concurrency = args.connection.concurrency();
