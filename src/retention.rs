@@ -9,8 +9,8 @@ use rayon::prelude::*;
 
 use crate::digest::Digest;
 use crate::graph::{RepoGraph, ScanOptions, scan};
-use crate::plan::{Decisions, Plan, PlanSource, Verdict, plan};
-use crate::policy::{Action, Policy, TagFacts, TimeSource};
+use crate::plan::{Decisions, Plan, PlanSource, plan};
+use crate::policy::{Action, Policy, TagDecision, TagFacts, TimeSource};
 use crate::progress::Progress;
 use crate::reference::Repository;
 use crate::registry::Client;
@@ -92,15 +92,7 @@ pub fn decide(policy: &Policy, graph: &RepoGraph, now: jiff::Timestamp) -> Decis
     let decision = policy.decide(&graph.repository, &facts(graph), now);
     Decisions {
         rule: decision.rule,
-        verdicts: decision
-            .tags
-            .into_iter()
-            .map(|t| Verdict {
-                tag: t.tag,
-                keep: t.action == Action::Keep,
-                reason: t.reason,
-            })
-            .collect(),
+        verdicts: decision.tags,
         refused: decision.refused,
         ..Decisions::default()
     }
@@ -225,13 +217,13 @@ fn plan_removal_in(
     for digest in &removal.digests {
         doomed.extend(graph.tags_of(digest));
     }
-    let verdicts: Vec<Verdict> = graph
+    let verdicts: Vec<TagDecision> = graph
         .policy_tags()
         .map(|(tag, _)| {
             let delete = doomed.contains(tag);
-            Verdict {
+            TagDecision {
                 tag: tag.clone(),
-                keep: !delete,
+                action: if delete { Action::Delete } else { Action::Keep },
                 reason: if delete {
                     "deleted: named on the command line"
                 } else {

@@ -317,16 +317,21 @@ pub fn freed_bytes(live: &RepoGraph, done: &HashSet<Digest>) -> u64 {
 mod tests {
     use super::*;
     use crate::graph::tests::{d, image, index, repo as graph};
-    use crate::plan::{Decisions, Verdict, plan};
+    use crate::plan::{Decisions, plan};
+    use crate::policy::{Action as PolicyAction, TagDecision};
 
     fn planned(g: &RepoGraph, delete: &[&str]) -> RepoPlan {
         let decisions = Decisions {
             rule: Some("test".into()),
             verdicts: g
                 .policy_tags()
-                .map(|(t, _)| Verdict {
+                .map(|(t, _)| TagDecision {
                     tag: t.clone(),
-                    keep: !delete.contains(&t.as_str()),
+                    action: if delete.contains(&t.as_str()) {
+                        PolicyAction::Delete
+                    } else {
+                        PolicyAction::Keep
+                    },
                     reason: "test".into(),
                 })
                 .collect(),

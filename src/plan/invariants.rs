@@ -12,6 +12,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::graph::{Node, RepoGraph};
 use crate::manifest::{ManifestKind, media_type};
+use crate::policy::Action as PolicyAction;
 
 /// What the random repository is made of.
 #[derive(Debug, Clone)]
@@ -155,9 +156,13 @@ fn verdicts(g: &RepoGraph, keep: &[Option<bool>]) -> Decisions {
             .policy_tags()
             .enumerate()
             .filter_map(|(i, (tag, _))| {
-                keep[i % keep.len()].map(|keep| Verdict {
+                keep[i % keep.len()].map(|keep| TagDecision {
                     tag: tag.clone(),
-                    keep,
+                    action: if keep {
+                        PolicyAction::Keep
+                    } else {
+                        PolicyAction::Delete
+                    },
                     reason: "random".into(),
                 })
             })
@@ -194,7 +199,7 @@ fn check(g: &RepoGraph, decisions: &Decisions, repo: &RepoPlan) -> Result<(), St
     let verdict: HashMap<&str, bool> = decisions
         .verdicts
         .iter()
-        .map(|v| (v.tag.as_str(), v.keep))
+        .map(|v| (v.tag.as_str(), v.keeps()))
         .collect();
 
     for (tag, digest) in g.policy_tags() {

@@ -20,24 +20,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::graph::RepoGraph;
+use crate::policy::TagDecision;
 
 /// Version of the plan JSON format (docs/json.md).
 pub const PLAN_FORMAT: u32 = 1;
-
-/// A decision about one tag, as the policy made it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub tag: String,
-    pub keep: bool,
-    pub reason: String,
-}
 
 /// How a repository was decided.
 #[derive(Debug, Clone, Default)]
 pub struct Decisions {
     /// The rule that applied, for display; `None` when no rule matched (everything is kept).
     pub rule: Option<String>,
-    pub verdicts: Vec<Verdict>,
+    /// The policy's decision per tag (the planner turns them into actions).
+    pub verdicts: Vec<TagDecision>,
     /// A guard refused the decisions; nothing is deleted and this says why.
     pub refused: Option<String>,
     /// Untagged manifests to delete too (with what only they need), e.g. `rm REPO@DIGEST`.
@@ -227,7 +221,8 @@ fn plan_repository(graph: &RepoGraph, decisions: &Decisions) -> (RepoPlan, HashS
         actions: Vec::new(),
         bytes_freed: 0,
     };
-    let verdicts: HashMap<&str, &Verdict> = decisions.verdicts.iter().map(|v| (v.tag.as_str(), v)).collect();
+    let verdicts: HashMap<&str, &TagDecision> =
+        decisions.verdicts.iter().map(|v| (v.tag.as_str(), v)).collect();
     let blocked = if !graph.errors.is_empty() {
         Some("kept: the repository could not be read completely, so nothing in it is deleted".to_owned())
     } else {
@@ -247,7 +242,7 @@ fn plan_repository(graph: &RepoGraph, decisions: &Decisions) -> (RepoPlan, HashS
     }
 
     // A policy tag without a verdict (no rule matched) is kept.
-    let keep_tag = |tag: &str| verdicts.get(tag).is_none_or(|v| v.keep);
+    let keep_tag = |tag: &str| verdicts.get(tag).is_none_or(|v| v.keeps());
     let kept_roots: Vec<&Digest> = graph
         .policy_tags()
         .filter(|(t, _)| keep_tag(t))
@@ -307,7 +302,7 @@ fn plan_repository(graph: &RepoGraph, decisions: &Decisions) -> (RepoPlan, HashS
                     )
                 }
             }
-            (None, Some(v)) if !v.keep => {
+            (None, Some(v)) if !v.keeps() => {
                 if deleted.contains(digest) {
                     (TagAction::Delete, v.reason.clone())
                 } else {
@@ -373,11 +368,13 @@ fn plan_repository(graph: &RepoGraph, decisions: &Decisions) -> (RepoPlan, HashS
 }
 
 /// Why a digest that a deleted tag points at must stay.
-fn why_needed(graph: &RepoGraph, digest: &Digest, verdicts: &HashMap<&str, &Verdict>) -> String {
+fn why_needed(graph: &RepoGraph, digest: &Digest, verdicts: &HashMap<&str, &TagDecision>) -> String {
     let kept_tags: Vec<String> = graph
         .tags_of(digest)
         .into_iter()
-        .filter(|t| graph.tag_subject(t, digest).is_none() && verdicts.get(t.as_str()).is_none_or(|v| v.keep))
+        .filter(|t| {
+            graph.tag_subject(t, digest).is_none() && verdicts.get(t.as_str()).is_none_or(|v| v.keeps())
+        })
         .collect();
     if !kept_tags.is_empty() {
         return format!("kept tag(s) {} share its digest", kept_tags.join(", "));
@@ -557,9 +554,13 @@ mod tests {
     use crate::graph::tests::{d, image, index, repo as graph};
 
     fn decide(keep: &[&str], delete: &[&str]) -> Decisions {
-        let verdict = |tag: &&str, keep: bool| Verdict {
+        let verdict = |tag: &&str, keep: bool| TagDecision {
             tag: (*tag).to_owned(),
-            keep,
+            action: if keep {
+                crate::policy::Action::Keep
+            } else {
+                crate::policy::Action::Delete
+            },
             reason: format!("{} by test", if keep { "kept" } else { "deleted" }),
         };
         Decisions {

@@ -281,6 +281,12 @@ pub struct TagDecision {
     pub reason: String,
 }
 
+impl TagDecision {
+    pub fn keeps(&self) -> bool {
+        self.action == Action::Keep
+    }
+}
+
 /// The decisions for one repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RepoDecision {

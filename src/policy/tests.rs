@@ -1481,21 +1481,27 @@ fn documented_examples_hold() {
 #[test]
 fn pushed_time_decides_by_the_push_not_the_build() {
     // Built long ago (a rebuilt base image keeps its old `created`), pushed recently: kept by
-    // push time, deleted by created time.
+    // push time, deleted by created time. `new` is new either way (no guard trips).
     let tags: Vec<TagFacts> = [("fresh", 2), ("stale", 120)]
         .into_iter()
         .map(|(name, pushed_days)| TagFacts {
             pushed: Some(days_ago(pushed_days)),
             ..tag(name, Some(400))
         })
-        .chain(std::iter::once(tag("unknown", Some(400))))
+        .chain([
+            tag("unknown", Some(400)),
+            TagFacts {
+                pushed: Some(days_ago(1)),
+                ..tag("new", Some(1))
+            },
+        ])
         .collect();
     let by_push =
         policy("rules:\n  - repos: \"**\"\n    delete:\n      - older-than: 90d\n        time: pushed\n");
     let decision = by_push.decide("app", &tags, now());
     assert_eq!(deleted(&decision), ["stale"]);
     // A tag without a push time is never taken to be old.
-    assert_eq!(kept(&decision), ["fresh", "unknown"]);
+    assert_eq!(kept(&decision), ["fresh", "new", "unknown"]);
     let reason = &decision.tags.iter().find(|t| t.tag == "stale").unwrap().reason;
     assert!(reason.contains("pushed"), "{reason}");
     let by_created = policy("rules:\n  - repos: \"**\"\n    delete:\n      - older-than: 90d\n");
