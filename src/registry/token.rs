@@ -170,6 +170,37 @@ fn retried(attempts: u32) -> String {
 
 type Slot = Arc<tokio::sync::Mutex<Option<Token>>>;
 
+/// Cached tokens kept at most (about): one per repository scope, so a scan of 20,000
+/// repositories would otherwise hold 20,000 tokens (a JWT is 1-2 KB) long after it needs them.
+const SLOTS_KEPT: usize = 256;
+
+/// Makes room in a full token cache: slots nobody is using (only the cache holds them) whose
+/// token is missing or due for renewal go first; if that is not enough, the unused ones due
+/// soonest, until half the cache is free. A slot in use is never dropped, so concurrent
+/// requests for one scope still share one fetch.
+fn evict(slots: &mut HashMap<(BearerRealm, String), Slot>, now: Instant) {
+    let unused_renewal = |slot: &Slot| -> Option<Option<Instant>> {
+        if Arc::strong_count(slot) > 1 {
+            return None;
+        }
+        let token = slot.try_lock().ok()?;
+        Some(token.as_ref().filter(|t| t.fresh(now)).map(|t| t.renew_at))
+    };
+    slots.retain(|_, slot| !matches!(unused_renewal(slot), Some(None)));
+    if slots.len() < SLOTS_KEPT {
+        return;
+    }
+    let mut unused: Vec<((BearerRealm, String), Instant)> = slots
+        .iter()
+        .filter_map(|(key, slot)| Some((key.clone(), unused_renewal(slot)??)))
+        .collect();
+    unused.sort_by_key(|(_, renew_at)| *renew_at);
+    let excess = slots.len().saturating_sub(SLOTS_KEPT / 2);
+    for (key, _) in unused.into_iter().take(excess) {
+        slots.remove(&key);
+    }
+}
+
 /// Fetches and caches bearer tokens for one registry client.
 pub struct TokenClient {
     http: reqwest::Client,
@@ -197,6 +228,9 @@ impl TokenClient {
     fn slot(&self, realm: &BearerRealm, scopes: &[Scope]) -> Slot {
         let key = (realm.clone(), cache_key(scopes));
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if slots.len() >= SLOTS_KEPT && !slots.contains_key(&key) {
+            evict(&mut slots, Instant::now());
+        }
         slots.entry(key).or_default().clone()
     }
 
@@ -582,6 +616,32 @@ pub fn jwt_access(token: &str) -> Option<Vec<Scope>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_cache_stays_bounded_and_keeps_what_is_in_use() {
+        let client = TokenClient::new(reqwest::Client::new(), RetryPolicy::default(), None);
+        let realm = BearerRealm::from_challenge(Some("https://auth.example.com/token"), None).unwrap();
+        let in_use = client.slot(&realm, &[Scope::repository("kept", &["pull"])]);
+        for i in 0..5 * SLOTS_KEPT {
+            let slot = client.slot(&realm, &[Scope::repository(&format!("repo{i}"), &["pull"])]);
+            // Some hold a fresh token, as after a fetch.
+            if i % 2 == 0 {
+                let now = Instant::now();
+                *slot.try_lock().unwrap() = Some(Token {
+                    value: Secret::new(format!("t{i}")),
+                    expires_at: now + Duration::from_secs(300),
+                    renew_at: now + Duration::from_secs(240 + i as u64),
+                    granted: None,
+                });
+            }
+        }
+        let slots = client.slots.lock().unwrap();
+        assert!(slots.len() <= SLOTS_KEPT, "{} cached", slots.len());
+        assert!(
+            slots.values().any(|s| Arc::ptr_eq(s, &in_use)),
+            "a slot in use was dropped"
+        );
+    }
 
     fn b64url(data: &[u8]) -> String {
         use base64::Engine as _;
