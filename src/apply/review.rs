@@ -81,39 +81,7 @@ pub struct Review {
 /// manifests the registry no longer has. With `force` (only `rm --force`), deletions that kept
 /// content needs are allowed, but never those that a change since planning made unsafe.
 pub fn review(plan: &RepoPlan, live: &RepoGraph, gone: &[Digest], force: bool) -> Review {
-    let mut out = Review::default();
-    let issue = |target: String, tags: Vec<String>, code: ErrorCode, detail: String| ItemError {
-        repository: plan.repository.clone(),
-        target,
-        tags,
-        code,
-        detail,
-    };
-
-    // Which live tags the plan removes: those it decided to delete or untag, still at the
-    // digest it saw. Every other live tag stays, and protects what it needs.
-    let decided: HashMap<&str, &crate::plan::TagPlan> =
-        plan.tags.iter().map(|t| (t.tag.as_str(), t)).collect();
-    let mut changed_roots: Vec<&Digest> = Vec::new();
-    let mut planned_roots: Vec<&Digest> = Vec::new();
-    let mut staying: BTreeSet<&str> = BTreeSet::new();
-    for (tag, digest) in &live.tags {
-        match decided.get(tag.as_str()) {
-            Some(t) if t.digest == *digest && t.action != TagAction::Keep => {}
-            Some(t) if t.digest == *digest => {
-                planned_roots.push(digest);
-                staying.insert(tag);
-            }
-            _ => {
-                changed_roots.push(digest);
-                staying.insert(tag);
-            }
-        }
-    }
-    let needed_after_change = live.closure(changed_roots.iter().copied());
-    let needed = live.closure(changed_roots.into_iter().chain(planned_roots));
-
-    let mut accepted: HashSet<Digest> = HashSet::new();
+    let mut reviewer = Reviewer::new(plan, live, gone, force);
     let mut untags: BTreeMap<&str, &Digest> = BTreeMap::new();
     let mut placeholders: BTreeMap<&str, &Digest> = BTreeMap::new();
     for action in &plan.actions {
@@ -124,134 +92,228 @@ pub fn review(plan: &RepoPlan, live: &RepoGraph, gone: &[Digest], force: bool) -
             Action::RemovePlaceholder { tag, placeholder, .. } => {
                 placeholders.insert(tag, placeholder);
             }
-            Action::DeleteManifest { digest, tags, .. } => {
-                let target = format!("@{digest}");
-                let present = live.nodes.contains_key(digest) || live.tags.values().any(|d| d == digest);
-                if gone.contains(digest) || (!present && !accepted.contains(digest)) {
-                    if !out.skipped.iter().any(|s| s.target == target) {
-                        out.skipped.push(issue(
-                            target,
-                            tags.clone(),
-                            ErrorCode::AlreadyGone,
-                            "already gone".into(),
-                        ));
-                    }
-                    continue;
+            Action::DeleteManifest { digest, tags, .. } => reviewer.deletion(digest, tags),
+        }
+    }
+    reviewer.untags(untags);
+    reviewer.placeholders(placeholders);
+    reviewer.into_phases()
+}
+
+/// What a review needs to know about the live repository, and what it has decided so far.
+struct Reviewer<'a> {
+    plan: &'a RepoPlan,
+    live: &'a RepoGraph,
+    gone: &'a [Digest],
+    force: bool,
+    /// Live tags the plan does not remove (kept, new, or moved since planning).
+    staying: BTreeSet<&'a str>,
+    /// What new or moved tags need: deleting it was decided on a picture that no longer holds.
+    needed_after_change: HashSet<Digest>,
+    /// What every staying tag needs.
+    needed: HashSet<Digest>,
+    accepted: HashSet<Digest>,
+    out: Review,
+}
+
+impl<'a> Reviewer<'a> {
+    /// Sorts the live tags: those the plan removes (decided to delete or untag, still at the
+    /// digest it saw), and every other one, which stays and protects what it needs.
+    fn new(plan: &'a RepoPlan, live: &'a RepoGraph, gone: &'a [Digest], force: bool) -> Self {
+        let decided: HashMap<&str, &crate::plan::TagPlan> =
+            plan.tags.iter().map(|t| (t.tag.as_str(), t)).collect();
+        let mut changed_roots: Vec<&Digest> = Vec::new();
+        let mut planned_roots: Vec<&Digest> = Vec::new();
+        let mut staying: BTreeSet<&str> = BTreeSet::new();
+        for (tag, digest) in &live.tags {
+            match decided.get(tag.as_str()) {
+                Some(t) if t.digest == *digest && t.action != TagAction::Keep => {}
+                Some(t) if t.digest == *digest => {
+                    planned_roots.push(digest);
+                    staying.insert(tag);
                 }
-                if accepted.contains(digest)
-                    || out.skipped.iter().chain(&out.refused).any(|s| s.target == target)
-                {
-                    continue; // listed twice
+                _ => {
+                    changed_roots.push(digest);
+                    staying.insert(tag);
                 }
-                let tagged_now: Vec<&String> = live
-                    .tags
-                    .iter()
-                    .filter(|(t, d)| *d == digest && staying.contains(t.as_str()))
-                    .map(|(t, _)| t)
-                    .collect();
-                if needed_after_change.contains(digest) {
-                    let detail = if tagged_now.is_empty() {
-                        "changed since planning: a new or moved tag now needs it".to_owned()
-                    } else {
-                        format!("changed since planning: now also tagged {}", quoted(&tagged_now))
-                    };
-                    out.skipped.push(issue(
-                        target,
-                        tags.clone(),
+            }
+        }
+        Self {
+            plan,
+            live,
+            gone,
+            force,
+            staying,
+            needed_after_change: live.closure(changed_roots.iter().copied()),
+            needed: live.closure(changed_roots.into_iter().chain(planned_roots)),
+            accepted: HashSet::new(),
+            out: Review::default(),
+        }
+    }
+
+    fn issue(&self, target: String, tags: Vec<String>, code: ErrorCode, detail: String) -> ItemError {
+        ItemError {
+            repository: self.plan.repository.clone(),
+            target,
+            tags,
+            code,
+            detail,
+        }
+    }
+
+    /// A planned manifest deletion: accepted, skipped (gone, or changed since planning) or
+    /// refused (kept content needs it).
+    fn deletion(&mut self, digest: &Digest, tags: &[String]) {
+        let live = self.live;
+        let target = format!("@{digest}");
+        let present = live.nodes.contains_key(digest) || live.tags.values().any(|d| d == digest);
+        if self.gone.contains(digest) || (!present && !self.accepted.contains(digest)) {
+            if !self.out.skipped.iter().any(|s| s.target == target) {
+                let gone = self.issue(
+                    target,
+                    tags.to_vec(),
+                    ErrorCode::AlreadyGone,
+                    "already gone".into(),
+                );
+                self.out.skipped.push(gone);
+            }
+            return;
+        }
+        if self.accepted.contains(digest)
+            || self
+                .out
+                .skipped
+                .iter()
+                .chain(&self.out.refused)
+                .any(|s| s.target == target)
+        {
+            return; // listed twice
+        }
+        let tagged_now: Vec<&String> = live
+            .tags
+            .iter()
+            .filter(|(t, d)| *d == digest && self.staying.contains(t.as_str()))
+            .map(|(t, _)| t)
+            .collect();
+        if self.needed_after_change.contains(digest) {
+            let detail = if tagged_now.is_empty() {
+                "changed since planning: a new or moved tag now needs it".to_owned()
+            } else {
+                format!("changed since planning: now also tagged {}", quoted(&tagged_now))
+            };
+            let skipped = self.issue(target, tags.to_vec(), ErrorCode::ChangedSincePlanning, detail);
+            self.out.skipped.push(skipped);
+        } else if self.needed.contains(digest) && !self.force {
+            let refused = self.issue(
+                target,
+                tags.to_vec(),
+                ErrorCode::NeededByKeptContent,
+                format!(
+                    "refused: {}; deleting it would break kept content, which planning never allows",
+                    why_needed(live, digest, &tagged_now, &self.needed)
+                ),
+            );
+            self.out.refused.push(refused);
+        } else {
+            self.accepted.insert(digest.clone());
+            // Planned tags that moved elsewhere do not go with it; say so.
+            for tag in tags {
+                if live.tags.get(tag).is_some_and(|now| now != digest) {
+                    let moved = self.issue(
+                        tag.clone(),
+                        Vec::new(),
                         ErrorCode::ChangedSincePlanning,
-                        detail,
-                    ));
-                } else if needed.contains(digest) && !force {
-                    out.refused.push(issue(
-                        target,
-                        tags.clone(),
-                        ErrorCode::NeededByKeptContent,
                         format!(
-                            "refused: {}; deleting it would break kept content, which planning never allows",
-                            why_needed(live, digest, &tagged_now, &needed)
+                            "changed since planning: it no longer points at {}, so it is not deleted",
+                            digest.short()
                         ),
-                    ));
-                } else {
-                    accepted.insert(digest.clone());
-                    // Planned tags that moved elsewhere do not go with it; say so.
-                    for tag in tags {
-                        if live.tags.get(tag).is_some_and(|now| now != digest) {
-                            out.skipped.push(issue(
-                                tag.clone(),
-                                Vec::new(),
-                                ErrorCode::ChangedSincePlanning,
-                                format!(
-                                    "changed since planning: it no longer points at {}, so it is not deleted",
-                                    digest.short()
-                                ),
-                            ));
-                        }
-                    }
+                    );
+                    self.out.skipped.push(moved);
                 }
             }
         }
     }
 
-    for (tag, digest) in untags {
-        match live.tags.get(tag) {
-            Some(now) if now == digest => out.untags.push((tag.to_owned(), digest.clone())),
-            Some(now) => out.skipped.push(issue(
-                tag.to_owned(),
-                Vec::new(),
-                ErrorCode::ChangedSincePlanning,
-                format!("changed since planning: now points at {}", now.short()),
-            )),
-            None => out.skipped.push(issue(
-                tag.to_owned(),
-                Vec::new(),
-                ErrorCode::AlreadyGone,
-                "already gone".into(),
-            )),
-        }
-    }
-    // Every leftover placeholder is removed, also those that appeared after planning: they are
-    // regsweep's own, never the user's content.
-    for (tag, leftover) in &live.leftovers {
-        out.placeholders.push((tag.clone(), leftover.placeholder.clone()));
-    }
-    for (tag, _) in placeholders {
-        if !live.leftovers.contains_key(tag) {
-            out.skipped.push(issue(
-                tag.to_owned(),
-                Vec::new(),
-                ErrorCode::AlreadyGone,
-                "already gone".into(),
-            ));
+    /// Planned untags: done only where the tag still points at the planned digest.
+    fn untags(&mut self, untags: BTreeMap<&str, &Digest>) {
+        for (tag, digest) in untags {
+            match self.live.tags.get(tag) {
+                Some(now) if now == digest => self.out.untags.push((tag.to_owned(), digest.clone())),
+                Some(now) => {
+                    let moved = self.issue(
+                        tag.to_owned(),
+                        Vec::new(),
+                        ErrorCode::ChangedSincePlanning,
+                        format!("changed since planning: now points at {}", now.short()),
+                    );
+                    self.out.skipped.push(moved);
+                }
+                None => {
+                    let gone = self.issue(
+                        tag.to_owned(),
+                        Vec::new(),
+                        ErrorCode::AlreadyGone,
+                        "already gone".into(),
+                    );
+                    self.out.skipped.push(gone);
+                }
+            }
         }
     }
 
-    // Whatever refers to a manifest goes first: the live graph's edges, plus those the plan
-    // states (the manifests the plan deletes with their tags are not read again).
-    let stated: Vec<(Digest, Digest)> = plan
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::DeleteManifest { digest, role, .. } => match role {
-                Role::Child { parent } => Some((parent.clone(), digest.clone())),
-                Role::Referrer { subject } => Some((digest.clone(), subject.clone())),
-                Role::Tagged => None,
-            },
-            _ => None,
-        })
-        .collect();
-    let phases = crate::plan::phases_with(live, &accepted, &stated);
-    let mut sorted: Vec<&Digest> = accepted.iter().collect();
-    sorted.sort();
-    for digest in sorted {
-        out.phases
-            .entry(phases.get(digest).copied().unwrap_or(0))
-            .or_default()
-            .push(Deletion {
-                digest: digest.clone(),
-                tags: live.tags_of(digest),
-            });
+    /// Every leftover placeholder is removed, also those that appeared after planning: they are
+    /// regsweep's own, never the user's content. Planned ones no longer there are gone.
+    fn placeholders(&mut self, planned: BTreeMap<&str, &Digest>) {
+        for (tag, leftover) in &self.live.leftovers {
+            self.out
+                .placeholders
+                .push((tag.clone(), leftover.placeholder.clone()));
+        }
+        for (tag, _) in planned {
+            if !self.live.leftovers.contains_key(tag) {
+                let gone = self.issue(
+                    tag.to_owned(),
+                    Vec::new(),
+                    ErrorCode::AlreadyGone,
+                    "already gone".into(),
+                );
+                self.out.skipped.push(gone);
+            }
+        }
     }
-    out
+
+    /// Orders the accepted deletions: whatever refers to a manifest goes first, by the live
+    /// graph's edges plus those the plan states (the manifests the plan deletes with their tags
+    /// are not read again over the API).
+    fn into_phases(mut self) -> Review {
+        let stated: Vec<(Digest, Digest)> = self
+            .plan
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::DeleteManifest { digest, role, .. } => match role {
+                    Role::Child { parent } => Some((parent.clone(), digest.clone())),
+                    Role::Referrer { subject } => Some((digest.clone(), subject.clone())),
+                    Role::Tagged => None,
+                },
+                _ => None,
+            })
+            .collect();
+        let phases = crate::plan::phases_with(self.live, &self.accepted, &stated);
+        let mut sorted: Vec<&Digest> = self.accepted.iter().collect();
+        sorted.sort();
+        for digest in sorted {
+            self.out
+                .phases
+                .entry(phases.get(digest).copied().unwrap_or(0))
+                .or_default()
+                .push(Deletion {
+                    digest: digest.clone(),
+                    tags: self.live.tags_of(digest),
+                });
+        }
+        self.out
+    }
 }
 
 /// Why kept content needs `digest`, for the refusal message.
