@@ -221,14 +221,11 @@ fn plan_repository(graph: &RepoGraph, decisions: &Decisions) -> (RepoPlan, HashS
         actions: Vec::new(),
         bytes_freed: 0,
     };
-    let verdicts: HashMap<&str, &TagDecision> =
-        decisions.verdicts.iter().map(|v| (v.tag.as_str(), v)).collect();
     let blocked = if !graph.errors.is_empty() {
         Some("kept: the repository could not be read completely, so nothing in it is deleted".to_owned())
     } else {
         decisions.refused.as_ref().map(|r| format!("kept: {r}"))
     };
-    let everything: Vec<&Digest> = graph.nodes.keys().collect();
     if let Some(reason) = blocked {
         for (tag, digest) in &graph.tags {
             repo.tags.push(TagPlan {
@@ -238,9 +235,45 @@ fn plan_repository(graph: &RepoGraph, decisions: &Decisions) -> (RepoPlan, HashS
                 reason: reason.clone(),
             });
         }
-        return (repo, graph.closure(everything), HashSet::new());
+        return (repo, graph.closure(graph.nodes.keys()), HashSet::new());
     }
 
+    let verdicts: HashMap<&str, &TagDecision> =
+        decisions.verdicts.iter().map(|v| (v.tag.as_str(), v)).collect();
+    let (kept, deleted) = kept_and_deleted(graph, decisions, &verdicts);
+    for (tag, leftover) in &graph.leftovers {
+        repo.actions.push(Action::RemovePlaceholder {
+            tag: tag.clone(),
+            placeholder: leftover.placeholder.clone(),
+            untag_of: leftover.info.untag_of.clone(),
+        });
+    }
+    for (tag, digest) in &graph.tags {
+        let (action, reason) = tag_outcome(graph, tag, digest, &verdicts, &deleted);
+        if action == TagAction::Untag {
+            repo.actions.push(Action::Untag {
+                tag: tag.clone(),
+                digest: digest.clone(),
+            });
+        }
+        repo.tags.push(TagPlan {
+            tag: tag.clone(),
+            digest: digest.clone(),
+            action,
+            reason,
+        });
+    }
+    repo.actions.extend(manifest_deletions(graph, &deleted));
+    (repo, kept, deleted)
+}
+
+/// What the kept tags need (closure), and what goes: the deleted tags' manifests with what only
+/// they need, untagged roots asked for, and forced deletions.
+fn kept_and_deleted(
+    graph: &RepoGraph,
+    decisions: &Decisions,
+    verdicts: &HashMap<&str, &TagDecision>,
+) -> (HashSet<Digest>, HashSet<Digest>) {
     // A policy tag without a verdict (no rule matched) is kept.
     let keep_tag = |tag: &str| verdicts.get(tag).is_none_or(|v| v.keeps());
     let kept_roots: Vec<&Digest> = graph
@@ -261,82 +294,79 @@ fn plan_repository(graph: &RepoGraph, decisions: &Decisions) -> (RepoPlan, HashS
         .filter(|d| !kept.contains(d))
         .collect();
     deleted.extend(decisions.forced.iter().cloned());
+    (kept, deleted)
+}
 
-    for (tag, leftover) in &graph.leftovers {
-        repo.actions.push(Action::RemovePlaceholder {
-            tag: tag.clone(),
-            placeholder: leftover.placeholder.clone(),
-            untag_of: leftover.info.untag_of.clone(),
-        });
-    }
-    for (tag, digest) in &graph.tags {
-        let verdict = verdicts.get(tag.as_str());
-        let (action, reason) = match (graph.tag_subject(tag, digest), verdict) {
-            // Referrer tags follow their subject.
-            (Some(subject), _) => {
-                if deleted.contains(digest) {
-                    (
-                        TagAction::Delete,
-                        format!("deleted: referrer of deleted {}", subject.short()),
-                    )
-                } else if deleted.contains(&subject) {
-                    (
-                        TagAction::Untag,
-                        format!(
-                            "untagged: its subject {} is deleted but the manifest is still needed",
-                            subject.short()
-                        ),
-                    )
-                } else if graph.nodes.contains_key(&subject) {
-                    (
-                        TagAction::Keep,
-                        format!("kept: referrer of kept {}", subject.short()),
-                    )
-                } else {
-                    (
-                        TagAction::Keep,
-                        format!(
-                            "kept: orphaned referrer (subject {} is not in the repository)",
-                            subject.short()
-                        ),
-                    )
-                }
+/// What happens to one tag, and why: referrer tags follow their subject, the others their
+/// verdict, as far as what is deleted allows (a deleted tag whose manifest stays is untagged).
+fn tag_outcome(
+    graph: &RepoGraph,
+    tag: &str,
+    digest: &Digest,
+    verdicts: &HashMap<&str, &TagDecision>,
+    deleted: &HashSet<Digest>,
+) -> (TagAction, String) {
+    match (graph.tag_subject(tag, digest), verdicts.get(tag)) {
+        (Some(subject), _) => {
+            if deleted.contains(digest) {
+                (
+                    TagAction::Delete,
+                    format!("deleted: referrer of deleted {}", subject.short()),
+                )
+            } else if deleted.contains(&subject) {
+                (
+                    TagAction::Untag,
+                    format!(
+                        "untagged: its subject {} is deleted but the manifest is still needed",
+                        subject.short()
+                    ),
+                )
+            } else if graph.nodes.contains_key(&subject) {
+                (
+                    TagAction::Keep,
+                    format!("kept: referrer of kept {}", subject.short()),
+                )
+            } else {
+                (
+                    TagAction::Keep,
+                    format!(
+                        "kept: orphaned referrer (subject {} is not in the repository)",
+                        subject.short()
+                    ),
+                )
             }
-            (None, Some(v)) if !v.keeps() => {
-                if deleted.contains(digest) {
-                    (TagAction::Delete, v.reason.clone())
-                } else {
-                    (
-                        TagAction::Untag,
-                        format!(
-                            "{}; untagged only: {}",
-                            v.reason,
-                            why_needed(graph, digest, &verdicts)
-                        ),
-                    )
-                }
-            }
-            (None, Some(v)) => (TagAction::Keep, v.reason.clone()),
-            (None, None) => (TagAction::Keep, "kept: no rule applies".to_owned()),
-        };
-        if action == TagAction::Untag {
-            repo.actions.push(Action::Untag {
-                tag: tag.clone(),
-                digest: digest.clone(),
-            });
         }
-        repo.tags.push(TagPlan {
-            tag: tag.clone(),
-            digest: digest.clone(),
-            action,
-            reason,
-        });
+        (None, Some(v)) if !v.keeps() => {
+            if deleted.contains(digest) {
+                (TagAction::Delete, v.reason.clone())
+            } else {
+                (
+                    TagAction::Untag,
+                    format!(
+                        "{}; untagged only: {}",
+                        v.reason,
+                        why_needed(graph, digest, verdicts)
+                    ),
+                )
+            }
+        }
+        (None, Some(v)) => (TagAction::Keep, v.reason.clone()),
+        (None, None) => (TagAction::Keep, "kept: no rule applies".to_owned()),
     }
+}
 
-    let phases = phases(graph, &deleted);
-    let mut deletions: Vec<Action> = deleted
+/// The manifest deletions, by phase then digest: referrers before their subject, indexes
+/// before their children.
+fn manifest_deletions(graph: &RepoGraph, deleted: &HashSet<Digest>) -> Vec<Action> {
+    let phases = phases(graph, deleted);
+    let mut deletions: Vec<(u32, &Digest)> = deleted
         .iter()
-        .map(|digest| Action::DeleteManifest {
+        .map(|digest| (phases.get(digest).copied().unwrap_or(0), digest))
+        .collect();
+    deletions.sort();
+    deletions
+        .into_iter()
+        .map(|(phase, digest)| Action::DeleteManifest {
             digest: digest.clone(),
             media_type: graph
                 .nodes
@@ -344,27 +374,10 @@ fn plan_repository(graph: &RepoGraph, decisions: &Decisions) -> (RepoPlan, HashS
                 .map(|n| n.media_type.clone())
                 .unwrap_or_default(),
             tags: graph.tags_of(digest),
-            role: role(graph, digest, &deleted),
-            phase: phases.get(digest).copied().unwrap_or(0),
+            role: role(graph, digest, deleted),
+            phase,
         })
-        .collect();
-    deletions.sort_by(|a, b| match (a, b) {
-        (
-            Action::DeleteManifest {
-                phase: pa,
-                digest: da,
-                ..
-            },
-            Action::DeleteManifest {
-                phase: pb,
-                digest: db,
-                ..
-            },
-        ) => (pa, da).cmp(&(pb, db)),
-        _ => std::cmp::Ordering::Equal,
-    });
-    repo.actions.extend(deletions);
-    (repo, kept, deleted)
+        .collect()
 }
 
 /// Why a digest that a deleted tag points at must stay.
