@@ -302,6 +302,7 @@ impl<'a> Reviewer<'a> {
         let phases = crate::plan::phases_with(self.live, &self.accepted, &stated);
         let mut sorted: Vec<&Digest> = self.accepted.iter().collect();
         sorted.sort();
+        let mut tags = self.live.tags_by_digest();
         for digest in sorted {
             self.out
                 .phases
@@ -309,7 +310,7 @@ impl<'a> Reviewer<'a> {
                 .or_default()
                 .push(Deletion {
                     digest: digest.clone(),
-                    tags: self.live.tags_of(digest),
+                    tags: tags.remove(digest).unwrap_or_default(),
                 });
         }
         self.out

@@ -165,6 +165,7 @@ impl Site<'_> {
         let review = review::review(repo, &live, &gone, force);
         let accepted = review.phases.values().flatten().count();
         let histories = histories(self.storage, self.name);
+        let tags_on = live.tags_by_digest();
         let partial = !review.skipped.is_empty() || !review.refused.is_empty();
         report.skipped = review.skipped;
         report.refused = review.refused;
@@ -175,6 +176,7 @@ impl Site<'_> {
             let result = self.untag(tag, placeholder, false).and_then(|_| {
                 self.delete(
                     &live,
+                    &tags_on,
                     &histories,
                     &Deletion {
                         digest: placeholder.clone(),
@@ -215,7 +217,7 @@ impl Site<'_> {
             let results: Vec<Result<Done, ItemError>> = deletions
                 .par_iter()
                 .map(|deletion| {
-                    let result = self.delete(&live, &histories, deletion);
+                    let result = self.delete(&live, &tags_on, &histories, deletion);
                     progress.advance(1);
                     result
                 })
@@ -322,6 +324,7 @@ impl Site<'_> {
     fn delete(
         &self,
         live: &RepoGraph,
+        tags_on: &HashMap<&Digest, Vec<String>>,
         histories: &Histories,
         deletion: &Deletion,
     ) -> Result<Done, ItemError> {
@@ -348,17 +351,12 @@ impl Site<'_> {
         // Every tag on it, not only the planned ones: distribution removes each tag that points
         // at a deleted manifest, and a tag left pointing at nothing would answer 404. The
         // repository was read just before; each link is read once more right before it goes.
-        let on_it = live
-            .tags
-            .iter()
-            .filter(|(_, d)| *d == digest)
-            .map(|(t, _)| t)
-            .chain(
-                live.leftovers
-                    .iter()
-                    .filter(|(_, l)| l.placeholder == *digest)
-                    .map(|(t, _)| t),
-            );
+        let on_it = tags_on.get(digest).into_iter().flatten().chain(
+            live.leftovers
+                .iter()
+                .filter(|(_, l)| l.placeholder == *digest)
+                .map(|(t, _)| t),
+        );
         let mut tags = Vec::new();
         for tag in on_it {
             if self.tag_target(tag)?.as_ref() == Some(digest) {
@@ -491,6 +489,7 @@ mod tests {
         let done = site(&storage)
             .delete(
                 &live,
+                &live.tags_by_digest(),
                 &history,
                 &Deletion {
                     digest: old.clone(),
@@ -507,6 +506,7 @@ mod tests {
         assert!(tree.exists(&paths::blob_data(&old)));
         let again = site(&storage).delete(
             &live,
+            &live.tags_by_digest(),
             &history,
             &Deletion {
                 digest: old,
@@ -571,6 +571,7 @@ mod tests {
         site(&storage)
             .delete(
                 &live,
+                &live.tags_by_digest(),
                 &histories(&storage, "app"),
                 &Deletion {
                     digest: a.clone(),

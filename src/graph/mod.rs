@@ -114,6 +114,16 @@ impl RepoGraph {
         seen
     }
 
+    /// Every tagged digest with its tags (sorted): the reverse of `tags`, for callers that ask
+    /// about many digests (one [`RepoGraph::tags_of`] per digest would scan every tag each time).
+    pub fn tags_by_digest(&self) -> HashMap<&Digest, Vec<String>> {
+        let mut index: HashMap<&Digest, Vec<String>> = HashMap::new();
+        for (tag, digest) in &self.tags {
+            index.entry(digest).or_default().push(tag.clone());
+        }
+        index
+    }
+
     /// Tags pointing at `digest`, sorted.
     pub fn tags_of(&self, digest: &Digest) -> Vec<String> {
         self.tags

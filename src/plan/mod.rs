@@ -364,6 +364,7 @@ fn manifest_deletions(graph: &RepoGraph, deleted: &HashSet<Digest>) -> Vec<Actio
         .map(|digest| (phases.get(digest).copied().unwrap_or(0), digest))
         .collect();
     deletions.sort();
+    let mut tags = graph.tags_by_digest();
     deletions
         .into_iter()
         .map(|(phase, digest)| Action::DeleteManifest {
@@ -373,7 +374,7 @@ fn manifest_deletions(graph: &RepoGraph, deleted: &HashSet<Digest>) -> Vec<Actio
                 .get(digest)
                 .map(|n| n.media_type.clone())
                 .unwrap_or_default(),
-            tags: graph.tags_of(digest),
+            tags: tags.remove(digest).unwrap_or_default(),
             role: role(graph, digest, deleted),
             phase,
         })
