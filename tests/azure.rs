@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use regsweep_testkit::azurite::files_below;
 use regsweep_testkit::{Azurite, Blob, Format, ImageSpec, Pusher, RegistryOptions, TestRegistry};
 use serde_json::Value;
 
@@ -47,20 +48,7 @@ fn field_set(report: &Value, list: &str, field: &str) -> BTreeSet<String> {
 
 /// Every file below the layout folder of a filesystem root, relative to it.
 fn files(root: &Path) -> BTreeSet<String> {
-    fn walk(dir: &Path, base: &Path, out: &mut BTreeSet<String>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, base, out);
-            } else {
-                out.insert(path.strip_prefix(base).unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    let base = root.join(LAYOUT);
-    walk(&base, &base, &mut out);
-    out
+    files_below(&root.join(LAYOUT)).expect("the storage tree can be read")
 }
 
 /// Every key below the layout prefix in the container, relative to it.

@@ -5,6 +5,7 @@
 //! helpers sign their requests themselves (Shared Key with the emulator's well-known account) and
 //! share no code with regsweep, which reaches Azurite through `object_store`.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -156,16 +157,15 @@ impl Azurite {
 
     /// Uploads every file below `dir` as `prefix/<relative path>`; returns how many.
     pub async fn upload_tree(&self, container: &str, prefix: &str, dir: &Path) -> Result<usize> {
-        let mut files = Vec::new();
-        collect_files(dir, &mut files)?;
-        for file in &files {
-            let relative = file.strip_prefix(dir)?.to_str().context("non-UTF-8 path")?;
+        let files = files_below(dir)?;
+        for relative in &files {
             let key = if prefix.is_empty() {
-                relative.to_owned()
+                relative.clone()
             } else {
                 format!("{prefix}/{relative}")
             };
-            self.put(container, &key, std::fs::read(file)?).await?;
+            self.put(container, &key, std::fs::read(dir.join(relative))?)
+                .await?;
         }
         Ok(files.len())
     }
@@ -271,16 +271,24 @@ impl Drop for Azurite {
     }
 }
 
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            collect_files(&entry.path(), out)?;
-        } else {
-            out.push(entry.path());
+/// Every file below `dir`, as paths relative to it: the keys a copy of the tree into a bucket or
+/// container has.
+pub fn files_below(dir: &Path) -> Result<BTreeSet<String>> {
+    fn walk(dir: &Path, base: &Path, out: &mut BTreeSet<String>) -> Result<()> {
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(&path, base, out)?;
+            } else {
+                let relative = path.strip_prefix(base)?.to_str().context("non-UTF-8 path")?;
+                out.insert(relative.to_owned());
+            }
         }
+        Ok(())
     }
-    Ok(())
+    let mut out = BTreeSet::new();
+    walk(dir, dir, &mut out)?;
+    Ok(out)
 }
 
 /// An RFC 1123 date (`Wed, 02 Dec 2026 00:18:45 GMT`), as `x-ms-date` wants it.
