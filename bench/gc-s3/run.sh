@@ -11,9 +11,10 @@
 #   bench/gc-s3/run.sh --distribution-latency estimate   # skip distribution's proxied runs (hours)
 #   bench/gc-s3/run.sh --scaling "1 2 3" --repos 40      # regsweep on 1x, 2x, 3x the data
 #
-# Loading moto takes minutes (it stores ~100-150 objects/s), and distribution's collector through
-# the latency proxy sends one request at a time: the full-size run takes hours with
-# --distribution-latency run (the default), about half an hour with estimate.
+# Loading moto takes minutes (it stores ~100-150 objects/s), and distribution's collector sends
+# one request at a time, each ~20 ms on moto here (more as the bucket grows): the full-size run
+# takes hours. The README's figures: --repos 24 --distribution-latency estimate (~15 minutes), and
+# --scaling "1 2 4" --repos 12 (~5 minutes).
 # Needs: python3, GNU time (apt-get install -y time), docker-registry (apt-get install -y
 # docker-registry), moto_server (pip install 'moto[server]').
 set -euo pipefail

@@ -45,6 +45,9 @@ class Proxy:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: with Nagle's algorithm the body waits for the
+            # client's delayed ACK (40 ms) on every keep-alive request.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):
                 pass
