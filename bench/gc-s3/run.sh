@@ -3,28 +3,36 @@
 # load it into moto (an S3 server on loopback), then run distribution's `garbage-collect --dry-run`
 # and `regsweep gc --dry-run` (both modes) on the same bucket, directly against moto and through a
 # loopback proxy adding a fixed latency per request, plus `regsweep gc` for real at the end. Prints
-# wall time, S3 requests (counted at the proxy) and peak memory, and the ratios.
+# wall time, S3 requests (counted at the proxy), peak memory and what each would delete, and the
+# ratios. With --scaling, measures instead how regsweep's time and memory grow with the data.
 #
-#   bench/gc-s3/run.sh                         # 240 repositories, ~7,600 manifests, ~33k blobs
+#   bench/gc-s3/run.sh                         # 200 repositories, ~5,300 manifests, ~23k blobs
 #   bench/gc-s3/run.sh --repos 40 --images 6   # a quick run
-#   bench/gc-s3/run.sh --latency-ms 20
+#   bench/gc-s3/run.sh --distribution-latency estimate   # skip distribution's proxied runs (hours)
+#   bench/gc-s3/run.sh --scaling "1 2 3" --repos 40      # regsweep on 1x, 2x, 3x the data
 #
-# Loading moto takes minutes (it stores ~100-200 objects/s), and distribution's collector through
-# the latency proxy sends one request at a time: the full-size run takes tens of minutes.
+# Loading moto takes minutes (it stores ~100-150 objects/s), and distribution's collector sends
+# one request at a time, each ~20 ms on moto here (more as the bucket grows): the full-size run
+# takes hours. The README's figures: --repos 24 --distribution-latency estimate (~15 minutes), and
+# --scaling "1 2 4" --repos 12 (~5 minutes).
 # Needs: python3, GNU time (apt-get install -y time), docker-registry (apt-get install -y
 # docker-registry), moto_server (pip install 'moto[server]').
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-repos=240
-images=12
+repos=200
+images=10
 latency=20
+dist_latency=run
+scales=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --repos) repos="$2"; shift 2 ;;
     --images) images="$2"; shift 2 ;;
     --latency-ms) latency="$2"; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --distribution-latency) dist_latency="$2"; shift 2 ;;
+    --scaling) scales="$2"; shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -38,5 +46,15 @@ bin="${CARGO_TARGET_DIR:-target}/release/regsweep"
 
 dir="$(mktemp -d "${TMPDIR:-/tmp}/regsweep-gc-s3-XXXXXX")"
 trap 'rm -rf "$dir"' EXIT
-python3 bench/gc/gen_storage.py --out "$dir" --repos "$repos" --images "$images" >&2
-python3 bench/gc-s3/s3bench.py --bin "$bin" --tree "$dir" --latency-ms "$latency"
+if [ -n "$scales" ]; then
+  trees=()
+  for scale in $scales; do
+    python3 bench/gc/gen_storage.py --out "$dir/x$scale" --repos "$repos" --images "$images" --scale "$scale" >&2
+    trees+=(--tree "$dir/x$scale")
+  done
+  python3 bench/gc-s3/s3bench.py --bin "$bin" --scaling "${trees[@]}"
+else
+  python3 bench/gc/gen_storage.py --out "$dir" --repos "$repos" --images "$images" >&2
+  python3 bench/gc-s3/s3bench.py --bin "$bin" --tree "$dir" --latency-ms "$latency" \
+    --distribution-latency "$dist_latency"
+fi

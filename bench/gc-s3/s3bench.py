@@ -14,6 +14,7 @@ import http.client
 import http.server
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -44,6 +45,9 @@ class Proxy:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: with Nagle's algorithm the body waits for the
+            # client's delayed ACK (40 ms) on every keep-alive request.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):
                 pass
@@ -92,8 +96,11 @@ def upload_tree(moto_port, bucket, root, prefix):
         path, key = item
         with open(path, "rb") as f:
             data = f.read()
+        # urllib labels a body application/x-www-form-urlencoded by default; moto (werkzeug) then
+        # parses it as a form and stores zero bytes, which is what broke distribution's collector
+        # here before ("invalid checksum digest format": every link file was empty).
         req = urllib.request.Request(f"http://127.0.0.1:{moto_port}/{bucket}/{key}", data=data, method="PUT",
-                                     headers={"Authorization": AUTH})
+                                     headers={"Authorization": AUTH, "Content-Type": "application/octet-stream"})
         urllib.request.urlopen(req).read()
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
@@ -102,7 +109,8 @@ def upload_tree(moto_port, bucket, root, prefix):
 
 
 def timed(cmd, env):
-    """Runs cmd under GNU time; returns (seconds, peak RSS in MiB, stdout)."""
+    """Runs cmd under GNU time; returns (seconds, peak RSS in MiB, stdout). A failing tool stops
+    the benchmark: a collector that gave up early would look fast."""
     out = tempfile.NamedTemporaryFile(delete=False)
     out.close()
     start = time.monotonic()
@@ -112,34 +120,59 @@ def timed(cmd, env):
     with open(out.name) as f:
         rss = int(f.read().strip().splitlines()[-1]) / 1024
     os.unlink(out.name)
-    if proc.returncode not in (0, 1):
-        sys.exit(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}{proc.stdout.decode()[-500:]}")
     return wall, rss, proc.stdout.decode()
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bin", required=True, help="the regsweep binary (release build)")
-    parser.add_argument("--tree", required=True, help="folder written by bench/gc/gen_storage.py")
-    parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--registry", default=shutil.which("docker-registry") or "docker-registry")
-    args = parser.parse_args()
+def distribution_would_delete(stdout):
+    m = re.search(r"(\d+) blobs marked, (\d+) blobs and (\d+) manifests eligible for deletion", stdout)
+    if not m:
+        sys.exit("cannot find distribution's summary line in its output")
+    return int(m.group(2))
 
-    moto_port = free_port()
-    moto = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(moto_port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+
+def regsweep_would_delete(stdout):
+    report = json.loads(stdout)
+    if report["outcome"] not in ("dry-run", "swept"):
+        sys.exit(f"regsweep gc did not collect: outcome {report['outcome']}, problems {report['problems'][:3]}")
+    return len(report["blobs"]), report
+
+
+class Moto:
+    """A fresh moto_server with one bucket holding the tree under `reg/`, behind a counting proxy."""
+
+    def __init__(self, tree, bucket="bench"):
+        self.port = free_port()
+        self.proc = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(300):
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{moto_port}/").read()
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/").read()
                 break
             except Exception:
                 time.sleep(0.1)
-        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{moto_port}/bench", method="PUT")).read()
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{self.port}/{bucket}", method="PUT")).read()
         started = time.monotonic()
-        n = upload_tree(moto_port, "bench", os.path.join(args.tree, "root"), "reg")
-        print(f"uploaded {n} objects into moto in {time.monotonic() - started:.0f} s", file=sys.stderr)
-        proxy = Proxy(moto_port)
+        self.objects = upload_tree(self.port, bucket, os.path.join(tree, "root"), "reg")
+        print(f"uploaded {self.objects:,} objects into moto in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        self.proxy = Proxy(self.port)
+        self.env = dict(os.environ, AWS_ENDPOINT_URL=self.proxy.url(), AWS_ACCESS_KEY_ID="x",
+                        AWS_SECRET_ACCESS_KEY="y", AWS_REGION="us-east-1", AWS_ALLOW_HTTP="true")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def regsweep_cmd(binary, flags):
+    return [binary, "gc", "--grace", "0", "--json"] + flags + ["s3://bench/reg"]
+
+
+def compare(args):
+    moto = Moto(args.tree)
+    proxy = moto.proxy
+    try:
         config = os.path.join(args.tree, "s3-config.yml")
         with open(config, "w") as f:
             f.write("version: 0.1\nlog:\n  level: error\nstorage:\n  s3:\n    region: us-east-1\n"
@@ -148,8 +181,6 @@ def main():
                     "http:\n  addr: 127.0.0.1:0\n")
         # distribution's AWS SDK panics with AWS_CA_BUNDLE set: a minimal environment.
         dist_env = {"PATH": os.environ.get("PATH", "")}
-        ours_env = dict(os.environ, AWS_ENDPOINT_URL=proxy.url(), AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y",
-                        AWS_REGION="us-east-1", AWS_ALLOW_HTTP="true")
         rows = []
         for label, latency in (("moto", 0.0), (f"moto + {args.latency_ms:g} ms/request", args.latency_ms / 1000)):
             proxy.latency = latency
@@ -157,29 +188,94 @@ def main():
                 results = {}
                 for tool, cmd, env in (
                     ("distribution", [args.registry, "garbage-collect", "--dry-run"] + flag + [config], dist_env),
-                    ("regsweep", [args.bin, "gc", "--dry-run", "--grace", "0", "-q"] + flag + ["s3://bench/reg"], ours_env),
+                    ("regsweep", regsweep_cmd(args.bin, ["--dry-run"] + flag), moto.env),
                 ):
+                    if tool == "distribution" and latency and args.distribution_latency == "estimate":
+                        # distribution sends one request at a time (mark and sweep are sequential):
+                        # through the proxy it takes its raw time plus one latency per request.
+                        raw = next(r for r in rows if r[0] == "moto" and r[1] == mode)[2][tool]
+                        results[tool] = (raw[0] + raw[1] * latency, raw[1], raw[2], raw[3], True)
+                        continue
                     before = proxy.count
-                    wall, rss, _ = timed(cmd, env)
-                    results[tool] = (wall, proxy.count - before, rss)
+                    wall, rss, out = timed(cmd, env)
+                    count = proxy.count - before
+                    doomed = distribution_would_delete(out) if tool == "distribution" else regsweep_would_delete(out)[0]
+                    results[tool] = (wall, count, rss, doomed, False)
+                    print(f"  {label} {mode} {tool}: {wall:.2f} s, {count:,} requests", file=sys.stderr)
                 rows.append((label, mode, results))
+        # Last, for real: the dry runs changed nothing, so this bucket is still a copy of the tree.
         proxy.latency = args.latency_ms / 1000
         before = proxy.count
-        wall, rss, out = timed([args.bin, "gc", "--grace", "0", "--delete-untagged", "--json", "s3://bench/reg"], ours_env)
-        report = json.loads(out)
-        real = (wall, proxy.count - before, rss, len(report["blobs"]), len(report["failures"]))
+        wall, rss, out = timed(regsweep_cmd(args.bin, ["--delete-untagged"]), moto.env)
+        deleted, report = regsweep_would_delete(out)
+        real = (wall, proxy.count - before, rss, deleted, len(report["failures"]), report["stats"])
     finally:
-        moto.kill()
-        moto.wait()
+        moto.stop()
 
-    print(f"| storage | mode | distribution: s, requests, MiB | regsweep: s, requests, MiB | speed-up | requests ratio |")
+    s = real[5]
+    print(f"tree: {s['repositories']} repositories, {s['tags']} tags, {s['manifests']} manifests, {s['blobs']:,} blobs, "
+          f"{moto.objects:,} objects; {os.cpu_count()} cores shared with other work")
+    print()
+    print("| storage | mode | distribution: s, requests, MiB, would delete | regsweep: s, requests, MiB, would delete "
+          "| speed-up | requests ratio |")
     print("|---|---|---|---|---|---|")
     for label, mode, r in rows:
         d, o = r["distribution"], r["regsweep"]
-        print(f"| {label} | {mode} | {d[0]:.2f} s, {d[1]:,}, {d[2]:.1f} | {o[0]:.2f} s, {o[1]:,}, {o[2]:.1f} | "
-              f"{d[0] / o[0]:.1f}x | 1/{d[1] / max(o[1], 1):.1f} |")
-    print(f"\nregsweep gc --delete-untagged for real (through the latency proxy): {real[0]:.2f} s, {real[1]:,} requests, "
-          f"{real[2]:.1f} MiB, {real[3]:,} blobs deleted, {real[4]} failures")
+        mark = " (estimated)" if d[4] else ""
+        print(f"| {label} | {mode} | {d[0]:.1f} s{mark}, {d[1]:,}, {d[2]:.0f}, {d[3]:,} | {o[0]:.1f} s, {o[1]:,}, "
+              f"{o[2]:.0f}, {o[3]:,} | {d[0] / o[0]:.1f}x | 1/{d[1] / max(o[1], 1):.0f} |")
+    if any(r[2]["distribution"][4] for r in rows):
+        print("\n(estimated) = distribution's raw-moto time plus one latency per request it sent: it sends one at a "
+              "time.")
+    print("\nwould delete = blobs. With --delete-untagged the counts differ where distribution 2.8 is wrong (it "
+          "deletes the children of tagged multi-arch images and the referrers of kept images).")
+    print(f"\nregsweep gc --delete-untagged for real (through the latency proxy): {real[0]:.1f} s, {real[1]:,} "
+          f"requests, {real[2]:.0f} MiB, {real[3]:,} blobs deleted, {real[4]} failures")
+
+
+def scaling(args):
+    """regsweep gc --dry-run on raw moto for trees of growing size: time and peak memory per blob,
+    extrapolated linearly to 1 M blobs."""
+    points = []
+    for tree in args.tree:
+        moto = Moto(tree)
+        try:
+            wall, rss, out = timed(regsweep_cmd(args.bin, ["--dry-run"]), moto.env)
+            _, report = regsweep_would_delete(out)
+            points.append((report["stats"]["blobs"], moto.objects, wall, rss, moto.proxy.count))
+            print(f"  {points[-1]}", file=sys.stderr)
+        finally:
+            moto.stop()
+    print("| blobs | objects | regsweep gc --dry-run (raw moto) | peak memory | requests |")
+    print("|---|---|---|---|---|")
+    for blobs, objects, wall, rss, count in points:
+        print(f"| {blobs:,} | {objects:,} | {wall:.1f} s | {rss:.0f} MiB | {count:,} |")
+    if len(points) >= 2:
+        (b0, _, w0, m0, _), (b1, _, w1, m1, _) = points[0], points[-1]
+        per_blob = (m1 - m0) / (b1 - b0)
+        print(f"\nmemory: {per_blob * 1024:.2f} KiB per added blob; 1 M blobs ~ {m1 + per_blob * (1_000_000 - b1):.0f} MiB "
+              f"(linear extrapolation from the largest point)")
+        print(f"time: x{w1 / w0:.1f} for x{b1 / b0:.1f} the blobs (moto's listing cost grows with the bucket, so this "
+              f"overstates the growth on real S3)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bin", required=True, help="the regsweep binary (release build)")
+    parser.add_argument("--tree", required=True, action="append",
+                        help="folder written by bench/gc/gen_storage.py (several with --scaling)")
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--registry", default=shutil.which("docker-registry") or "docker-registry")
+    parser.add_argument("--distribution-latency", choices=("run", "estimate"), default="run",
+                        help="run distribution through the latency proxy, or estimate it from its raw run "
+                             "(it is sequential; the proxied runs take hours at full size)")
+    parser.add_argument("--scaling", action="store_true", help="time and memory of regsweep over the given trees")
+    args = parser.parse_args()
+    if args.scaling:
+        scaling(args)
+    else:
+        args.tree = args.tree[0]
+        compare(args)
 
 
 if __name__ == "__main__":

@@ -233,13 +233,16 @@ pub fn run(args: &GcArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     );
     if let Some(r) = &report.requests {
         tracing::info!(
-            "object store: {} listings, {} GETs, {} HEADs, {} tag links from ETags, {} keys deleted, {} delete errors",
+            "object store: {} listings, {} GETs, {} HEADs, {} tag links from ETags, {} keys deleted, {} delete errors, \
+             {} throttled answers (lowest concurrency {})",
             r.listings,
             r.gets,
             r.heads,
             r.links_from_etag,
             r.keys_deleted,
-            r.delete_errors
+            r.delete_errors,
+            r.throttled,
+            r.lowest_concurrency
         );
     }
     if let Some(problem) = probe_problem {

@@ -77,6 +77,10 @@ pub struct RequestCounts {
     pub keys_deleted: u64,
     /// Keys a batch delete answered with an error for.
     pub delete_errors: u64,
+    /// Throttling answers (`503 SlowDown`, `429`), each retried with backoff.
+    pub throttled: u64,
+    /// The lowest limit on requests in flight that throttling brought (object_store::Throttle).
+    pub lowest_concurrency: usize,
 }
 
 /// What a directory entry is.
@@ -405,6 +409,8 @@ impl Storage {
             ClientConfigKey::PoolMaxIdlePerHost,
             OBJECT_STORE_THREADS.to_string(),
         );
+        // Throttling answers slow every request of this store down, not only the retried one.
+        let throttle = object::Throttle::new();
         let (store, root): (Arc<dyn object_store::ObjectStore>, &str) = match target {
             Target::Filesystem { root } => return Ok(Self::local(root)),
             Target::S3(s3) => {
@@ -434,6 +440,7 @@ impl Storage {
                 }
                 let store = builder
                     .with_config(AmazonS3ConfigKey::Client(pool.0), pool.1)
+                    .with_http_connector(throttle.connector())
                     .build()
                     .map_err(failed)?;
                 (Arc::new(store), &s3.root)
@@ -442,6 +449,7 @@ impl Storage {
                 let store = object_store::azure::MicrosoftAzureBuilder::from_env()
                     .with_container_name(&t.bucket)
                     .with_config(object_store::azure::AzureConfigKey::Client(pool.0), pool.1)
+                    .with_http_connector(throttle.connector())
                     .build()
                     .map_err(failed)?;
                 (Arc::new(store), &t.root)
@@ -450,12 +458,13 @@ impl Storage {
                 let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(&t.bucket)
                     .with_config(object_store::gcp::GoogleConfigKey::Client(pool.0), pool.1)
+                    .with_http_connector(throttle.connector())
                     .build()
                     .map_err(failed)?;
                 (Arc::new(store), &t.root)
             }
         };
-        let backend = Arc::new(ObjectBackend::new(store, root, location.clone())?);
+        let backend = Arc::new(ObjectBackend::new(store, root, location.clone(), throttle)?);
         Ok(Self { backend, location })
     }
 

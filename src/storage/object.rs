@@ -17,15 +17,26 @@
 //! - a directory marker (a zero-byte key ending in `/`) is listed as a file named like its folder:
 //!   such a key is dropped from the snapshot and reported, never deleted (`object_store` cannot
 //!   name it).
+//!
+//! Throttling (`503 SlowDown`, `429`): `object_store` retries each such answer with exponential
+//! backoff, but the collection's other requests keep coming at full concurrency. [`Throttle`]
+//! sits below the retries, in the HTTP layer, and limits requests in flight the AIMD way: halved
+//! on a throttling answer, one more after each limit's worth of successes.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::ops::Bound;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use md5::{Digest as _, Md5};
+use object_store::client::{
+    ClientOptions, HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService,
+    ReqwestConnector,
+};
 use object_store::path::Path as KeyPath;
 use object_store::{ObjectStore, ObjectStoreExt as _};
 
@@ -35,6 +46,153 @@ use super::{Backend, Entry, EntryKind, FileMeta, LAYOUT_PREFIX, RequestCounts, S
 const LIST_CONCURRENCY: usize = 32;
 /// Worker threads a collection should use: requests wait on the network, not on the CPU.
 pub const OBJECT_STORE_THREADS: usize = 32;
+
+/// Requests in flight at most while the store does not throttle: above the listing concurrency
+/// plus the workers' reads, and above object_store's 20 batch deletes in flight.
+const MAX_IN_FLIGHT: usize = 64;
+/// The limit is halved at most once per this interval: one burst of throttled answers to
+/// requests sent together is one signal, not one per request.
+const CUT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Adaptive limit on requests in flight (additive increase, multiplicative decrease), shared by
+/// every HTTP client of one store. The semaphore holds `limit + debt` permits; permits owed after
+/// a cut are forgotten as they come back.
+#[derive(Debug)]
+pub struct Throttle {
+    gate: tokio::sync::Semaphore,
+    state: Mutex<ThrottleState>,
+}
+
+#[derive(Debug)]
+struct ThrottleState {
+    limit: usize,
+    debt: usize,
+    successes: usize,
+    last_cut: Option<Instant>,
+    throttled: u64,
+    lowest: usize,
+}
+
+impl Throttle {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            gate: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
+            state: Mutex::new(ThrottleState {
+                limit: MAX_IN_FLIGHT,
+                debt: 0,
+                successes: 0,
+                last_cut: None,
+                throttled: 0,
+                lowest: MAX_IN_FLIGHT,
+            }),
+        })
+    }
+
+    /// The HTTP connector to give the store's builder (`with_http_connector`).
+    pub fn connector(self: &Arc<Self>) -> ThrottledConnector {
+        ThrottledConnector(self.clone())
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ThrottleState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records one answer; returns whether a permit must be forgotten instead of released.
+    fn record(&self, throttled: bool) -> bool {
+        let mut state = self.state();
+        if throttled {
+            state.throttled += 1;
+            state.successes = 0;
+            let due = state.last_cut.is_none_or(|at| at.elapsed() >= CUT_INTERVAL);
+            if due && state.limit > 1 {
+                let halved = state.limit / 2;
+                state.debt += state.limit - halved;
+                state.limit = halved;
+                state.last_cut = Some(Instant::now());
+                if halved < state.lowest {
+                    state.lowest = halved;
+                    tracing::warn!(
+                        "the object store is throttling (503 SlowDown or 429): at most {halved} requests in flight now"
+                    );
+                }
+            }
+        } else {
+            state.successes += 1;
+            if state.successes >= state.limit && state.limit < MAX_IN_FLIGHT {
+                state.successes = 0;
+                state.limit += 1;
+                if state.debt > 0 {
+                    state.debt -= 1;
+                } else {
+                    self.gate.add_permits(1);
+                }
+            }
+        }
+        if state.debt > 0 {
+            state.debt -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Throttling answers seen (each one retried by object_store), and the lowest limit reached.
+    fn summary(&self) -> (u64, usize) {
+        let state = self.state();
+        (state.throttled, state.lowest)
+    }
+}
+
+/// Connects object_store's usual reqwest client behind a [`Throttle`].
+#[derive(Debug)]
+pub struct ThrottledConnector(Arc<Throttle>);
+
+impl HttpConnector for ThrottledConnector {
+    fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
+        Ok(HttpClient::new(ThrottledService {
+            inner: ReqwestConnector::default().connect(options)?,
+            throttle: self.0.clone(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct ThrottledService {
+    inner: HttpClient,
+    throttle: Arc<Throttle>,
+}
+
+impl ThrottledService {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        // The semaphore is never closed, so acquiring cannot fail; if it did, sending unthrottled
+        // is still correct.
+        let permit = self.throttle.gate.acquire().await.ok();
+        let answer = self.inner.execute(request).await;
+        let throttled = answer
+            .as_ref()
+            .is_ok_and(|r| matches!(r.status().as_u16(), 503 | 429));
+        if self.throttle.record(throttled)
+            && let Some(permit) = permit
+        {
+            permit.forget();
+        }
+        answer
+    }
+}
+
+// `HttpService` is declared with `async_trait`; this is the signature it expands to.
+impl HttpService for ThrottledService {
+    fn call<'life0, 'async_trait>(
+        &'life0 self,
+        request: HttpRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.send(request))
+    }
+}
 
 /// What the snapshot keeps of one object.
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +229,7 @@ pub struct ObjectBackend {
     runtime: tokio::runtime::Runtime,
     snapshot: RwLock<Option<Snapshot>>,
     counts: Counters,
+    throttle: Arc<Throttle>,
 }
 
 #[derive(Debug, Default)]
@@ -233,8 +392,14 @@ impl Snapshot {
 }
 
 impl ObjectBackend {
-    /// `root` is the key prefix of the registry's `rootdirectory` (may be empty).
-    pub fn new(store: Arc<dyn ObjectStore>, root: &str, location: String) -> Result<Self, StorageError> {
+    /// `root` is the key prefix of the registry's `rootdirectory` (may be empty); `throttle` is
+    /// the one whose [`Throttle::connector`] the store was built with.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        root: &str,
+        location: String,
+        throttle: Arc<Throttle>,
+    ) -> Result<Self, StorageError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("regsweep-store")
@@ -254,6 +419,7 @@ impl ObjectBackend {
             runtime,
             snapshot: RwLock::new(None),
             counts: Counters::default(),
+            throttle,
         })
     }
 
@@ -600,7 +766,10 @@ impl Backend for ObjectBackend {
 
     fn request_counts(&self) -> Option<RequestCounts> {
         let c = &self.counts;
+        let (throttled, lowest_concurrency) = self.throttle.summary();
         Some(RequestCounts {
+            throttled,
+            lowest_concurrency,
             listings: c.listings.load(Ordering::Relaxed),
             gets: c.gets.load(Ordering::Relaxed),
             heads: c.heads.load(Ordering::Relaxed),
@@ -671,6 +840,27 @@ mod tests {
         assert!(!s.objects.contains_key("blobs/sha256/04"));
         // A zero-byte key without children is an ordinary (empty) file.
         assert!(s.objects.contains_key("blobs/lone"));
+    }
+
+    #[test]
+    fn throttling_halves_the_limit_once_per_burst_and_grows_it_back() {
+        let throttle = Throttle::new();
+        let limit = |t: &Throttle| t.state().limit;
+        let mut forgotten = usize::from(throttle.record(true));
+        // A second throttled answer of the same burst does not halve again.
+        forgotten += usize::from(throttle.record(true));
+        assert_eq!(limit(&throttle), MAX_IN_FLIGHT / 2);
+        assert_eq!(throttle.summary(), (2, MAX_IN_FLIGHT / 2));
+        // One limit's worth of successes adds one request in flight.
+        for _ in 0..MAX_IN_FLIGHT {
+            forgotten += usize::from(throttle.record(false));
+        }
+        assert_eq!(limit(&throttle), MAX_IN_FLIGHT / 2 + 1);
+        // Permits in circulation (none is held here) match the limit once the debt is paid:
+        // the cut's permits were forgotten as they came back, the increase added one.
+        assert_eq!(throttle.state().debt, 0);
+        assert_eq!(forgotten, MAX_IN_FLIGHT / 2);
+        assert_eq!(throttle.gate.available_permits() - forgotten, limit(&throttle));
     }
 
     #[test]

@@ -17,6 +17,7 @@
 mod common;
 
 mod auth;
+mod azure;
 mod client;
 mod faults;
 mod gc;
@@ -26,3 +27,4 @@ mod policy;
 mod retention;
 mod snapshots;
 mod storage;
+mod throttling;

@@ -22,8 +22,9 @@
 //! content), [`skopeo`] (second-client checks), [`token`] (a token server for `auth: token`
 //! registries), [`loopback`] (a recording HTTP server: the token server's base, and canaries
 //! that prove credentials go nowhere else), [`faults`] (a seeded fault-injecting proxy in front
-//! of a registry).
+//! of a registry), [`moto`] and [`azurite`] (S3 and Azure Blob servers on loopback).
 
+pub mod azurite;
 pub mod config;
 pub mod faults;
 pub mod fixtures;
@@ -35,6 +36,7 @@ pub mod push;
 pub mod skopeo;
 pub mod token;
 
+pub use azurite::Azurite;
 pub use config::{RegistryOptions, S3Storage, TokenAuth};
 pub use faults::{FaultCounts, FaultKind, FaultOptions, FaultProxy};
 pub use fixtures::{FillReport, FillSpec, SampleReport, TagRecord, fill, sample};
