@@ -112,6 +112,8 @@ struct Reviewer<'a> {
     needed_after_change: HashSet<Digest>,
     /// What every staying tag needs.
     needed: HashSet<Digest>,
+    /// The live tags of each digest.
+    tags_on: HashMap<&'a Digest, Vec<String>>,
     accepted: HashSet<Digest>,
     out: Review,
 }
@@ -146,6 +148,7 @@ impl<'a> Reviewer<'a> {
             staying,
             needed_after_change: live.closure(changed_roots.iter().copied()),
             needed: live.closure(changed_roots.into_iter().chain(planned_roots)),
+            tags_on: live.tags_by_digest(),
             accepted: HashSet::new(),
             out: Review::default(),
         }
@@ -166,7 +169,7 @@ impl<'a> Reviewer<'a> {
     fn deletion(&mut self, digest: &Digest, tags: &[String]) {
         let live = self.live;
         let target = format!("@{digest}");
-        let present = live.nodes.contains_key(digest) || live.tags.values().any(|d| d == digest);
+        let present = live.nodes.contains_key(digest) || self.tags_on.contains_key(digest);
         if self.gone.contains(digest) || (!present && !self.accepted.contains(digest)) {
             if !self.out.skipped.iter().any(|s| s.target == target) {
                 let gone = self.issue(
@@ -189,11 +192,12 @@ impl<'a> Reviewer<'a> {
         {
             return; // listed twice
         }
-        let tagged_now: Vec<&String> = live
-            .tags
-            .iter()
-            .filter(|(t, d)| *d == digest && self.staying.contains(t.as_str()))
-            .map(|(t, _)| t)
+        let tagged_now: Vec<&String> = self
+            .tags_on
+            .get(digest)
+            .into_iter()
+            .flatten()
+            .filter(|t| self.staying.contains(t.as_str()))
             .collect();
         if self.needed_after_change.contains(digest) {
             let detail = if tagged_now.is_empty() {
@@ -302,7 +306,6 @@ impl<'a> Reviewer<'a> {
         let phases = crate::plan::phases_with(self.live, &self.accepted, &stated);
         let mut sorted: Vec<&Digest> = self.accepted.iter().collect();
         sorted.sort();
-        let mut tags = self.live.tags_by_digest();
         for digest in sorted {
             self.out
                 .phases
@@ -310,7 +313,7 @@ impl<'a> Reviewer<'a> {
                 .or_default()
                 .push(Deletion {
                     digest: digest.clone(),
-                    tags: tags.remove(digest).unwrap_or_default(),
+                    tags: self.tags_on.get(digest).cloned().unwrap_or_default(),
                 });
         }
         self.out

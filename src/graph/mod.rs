@@ -282,21 +282,35 @@ pub(crate) fn insert_node(graph: &mut RepoGraph, fetched: crate::registry::Fetch
     if graph.nodes.contains_key(&fetched.digest) {
         return Vec::new();
     }
-    let m = fetched.manifest;
-    let node = Node {
-        media_type: fetched.media_type,
-        kind: m.kind,
-        size: fetched.body.len() as u64,
-        blobs: m.blobs().map(|b| (b.digest.clone(), b.size)).collect(),
-        children: m.manifests.iter().map(|c| c.digest.clone()).collect(),
-        subject: m.subject.as_ref().map(|s| s.digest.clone()),
-        artifact_type: m.artifact_type.clone(),
-        annotations: m.annotations.clone(),
-        created: None,
-        labels: BTreeMap::new(),
-    };
+    let node = Node::of(fetched.media_type, fetched.body.len() as u64, &fetched.manifest);
+    insert_parsed(graph, fetched.digest, node)
+}
+
+impl Node {
+    /// What the graph keeps of a manifest (not its bytes).
+    pub(crate) fn of(media_type: String, size: u64, m: &crate::manifest::Manifest) -> Self {
+        Node {
+            media_type,
+            kind: m.kind,
+            size,
+            blobs: m.blobs().map(|b| (b.digest.clone(), b.size)).collect(),
+            children: m.manifests.iter().map(|c| c.digest.clone()).collect(),
+            subject: m.subject.as_ref().map(|s| s.digest.clone()),
+            artifact_type: m.artifact_type.clone(),
+            annotations: m.annotations.clone(),
+            created: None,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// Inserts a node (with its `subject` edge); returns its children the graph does not have yet.
+pub(crate) fn insert_parsed(graph: &mut RepoGraph, digest: Digest, node: Node) -> Vec<Digest> {
+    if graph.nodes.contains_key(&digest) {
+        return Vec::new();
+    }
     if let Some(subject) = &node.subject {
-        graph.add_referrer(subject.clone(), fetched.digest.clone());
+        graph.add_referrer(subject.clone(), digest.clone());
     }
     let missing = node
         .children
@@ -304,7 +318,7 @@ pub(crate) fn insert_node(graph: &mut RepoGraph, fetched: crate::registry::Fetch
         .filter(|c| !graph.nodes.contains_key(*c))
         .cloned()
         .collect();
-    graph.nodes.insert(fetched.digest, node);
+    graph.nodes.insert(digest, node);
     missing
 }
 

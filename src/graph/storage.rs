@@ -19,12 +19,12 @@ use std::time::SystemTime;
 use rayon::prelude::*;
 
 use super::{
-    ConfigFacts, RepoGraph, add_tag_referrers, assign_config_facts, configs_to_read, insert_node,
+    ConfigFacts, Node, RepoGraph, add_tag_referrers, assign_config_facts, configs_to_read, insert_parsed,
     set_aside_leftovers,
 };
 use crate::digest::Digest;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
-use crate::registry::{FetchedManifest, MAX_CONFIG_BYTES};
+use crate::registry::MAX_CONFIG_BYTES;
 use crate::storage::{IssueKind, ReadOptions, Storage};
 
 /// Reads one repository's graph from storage. Problems (unreadable links or manifests) are
@@ -59,7 +59,9 @@ pub fn read_with(
             graph.errors.push(format!("{}: {}", issue.path, issue.message));
         }
     }
-    let manifests: HashMap<Digest, Result<FetchedManifest, String>> = repo
+    // Only what the graph keeps of each manifest is held (not its bytes): a repository may have
+    // tens of thousands of revisions.
+    let manifests: HashMap<Digest, Result<Node, String>> = repo
         .revisions
         .par_iter()
         .map(|link| (link.digest.clone(), read_manifest(storage, &link.digest)))
@@ -103,7 +105,7 @@ pub fn read_with(
 /// until nothing new turns up.
 fn add_with_referrers(
     graph: &mut RepoGraph,
-    manifests: &HashMap<Digest, Result<FetchedManifest, String>>,
+    manifests: &HashMap<Digest, Result<Node, String>>,
     mut pending: Vec<Digest>,
 ) {
     loop {
@@ -112,7 +114,7 @@ fn add_with_referrers(
                 continue;
             }
             match manifests.get(&digest) {
-                Some(Ok(fetched)) => pending.extend(insert_node(graph, fetched.clone())),
+                Some(Ok(node)) => pending.extend(insert_parsed(graph, digest, node.clone())),
                 // Already recorded as an error when it was read.
                 Some(Err(_)) => {}
                 // An index pointing at a child the repository does not have is already broken;
@@ -127,8 +129,8 @@ fn add_with_referrers(
             .iter()
             .filter(|(digest, _)| !nodes.contains(digest))
             .filter_map(|(digest, m)| {
-                let subject = m.as_ref().ok()?.manifest.subject.as_ref()?;
-                nodes.contains(&subject.digest).then(|| digest.clone())
+                let subject = m.as_ref().ok()?.subject.as_ref()?;
+                nodes.contains(subject).then(|| digest.clone())
             })
             .collect();
         if pending.is_empty() {
@@ -137,8 +139,8 @@ fn add_with_referrers(
     }
 }
 
-/// A manifest's bytes from the blob store, checked against the digest.
-fn read_manifest(storage: &Storage, digest: &Digest) -> Result<FetchedManifest, String> {
+/// A manifest from the blob store, checked against its digest, as the graph keeps it.
+fn read_manifest(storage: &Storage, digest: &Digest) -> Result<Node, String> {
     let body = storage
         .read_blob(digest, MAX_MANIFEST_BYTES as u64)
         .map_err(|e| e.to_string())?
@@ -147,12 +149,11 @@ fn read_manifest(storage: &Storage, digest: &Digest) -> Result<FetchedManifest, 
         return Err("the blob's content does not match its digest".into());
     }
     let manifest = Manifest::parse(&body, None).map_err(|e| e.to_string())?;
-    Ok(FetchedManifest {
-        digest: digest.clone(),
-        media_type: manifest.media_type.clone(),
-        body,
-        manifest,
-    })
+    Ok(Node::of(
+        manifest.media_type.clone(),
+        body.len() as u64,
+        &manifest,
+    ))
 }
 
 fn read_configs(storage: &Storage, graph: &mut RepoGraph) {

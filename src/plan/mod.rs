@@ -365,6 +365,7 @@ fn manifest_deletions(graph: &RepoGraph, deleted: &HashSet<Digest>) -> Vec<Actio
         .collect();
     deletions.sort();
     let mut tags = graph.tags_by_digest();
+    let roles = Roles::new(graph, deleted);
     deletions
         .into_iter()
         .map(|(phase, digest)| Action::DeleteManifest {
@@ -375,7 +376,7 @@ fn manifest_deletions(graph: &RepoGraph, deleted: &HashSet<Digest>) -> Vec<Actio
                 .map(|n| n.media_type.clone())
                 .unwrap_or_default(),
             tags: tags.remove(digest).unwrap_or_default(),
-            role: role(graph, digest, deleted),
+            role: roles.of(digest),
             phase,
         })
         .collect()
@@ -405,33 +406,59 @@ fn why_needed(graph: &RepoGraph, digest: &Digest, verdicts: &HashMap<&str, &TagD
     "kept content refers to it".to_owned()
 }
 
-fn role(graph: &RepoGraph, digest: &Digest, deleted: &HashSet<Digest>) -> Role {
-    if graph.policy_tags().any(|(_, d)| d == digest) {
-        return Role::Tagged;
+/// Why each deleted manifest goes, computed once for all of them (asking the graph per manifest
+/// would scan every tag and node each time: quadratic on a repository with 20,000 tags).
+struct Roles<'a> {
+    /// Digests a policy tag points at.
+    tagged: HashSet<&'a Digest>,
+    /// A deleted subject of each referrer (the smallest, for a stable plan).
+    subject_of: HashMap<&'a Digest, &'a Digest>,
+    /// A deleted parent index of each child (the smallest).
+    parent_of: HashMap<&'a Digest, &'a Digest>,
+}
+
+impl<'a> Roles<'a> {
+    fn new(graph: &'a RepoGraph, deleted: &HashSet<Digest>) -> Self {
+        let mut subject_of: HashMap<&Digest, &Digest> = HashMap::new();
+        for (subject, referrers) in graph.referrers.iter().filter(|(s, _)| deleted.contains(*s)) {
+            for referrer in referrers {
+                let entry = subject_of.entry(referrer).or_insert(subject);
+                *entry = (*entry).min(subject);
+            }
+        }
+        let mut parent_of: HashMap<&Digest, &Digest> = HashMap::new();
+        for (parent, node) in graph.nodes.iter().filter(|(p, _)| deleted.contains(*p)) {
+            for child in &node.children {
+                let entry = parent_of.entry(child).or_insert(parent);
+                *entry = (*entry).min(parent);
+            }
+        }
+        Self {
+            tagged: graph.policy_tags().map(|(_, d)| d).collect(),
+            subject_of,
+            parent_of,
+        }
     }
-    // A referrer listed in a deleted referrers fallback index is that index's child too; it is
-    // deleted because its subject is, which is what the plan should say.
-    if let Some((subject, _)) = graph
-        .referrers
-        .iter()
-        .filter(|(s, refs)| deleted.contains(*s) && refs.contains(digest))
-        .min_by_key(|(s, _)| *s)
-    {
-        return Role::Referrer {
-            subject: subject.clone(),
-        };
+
+    /// A manifest a policy tag points at is `tagged`; else a referrer of a deleted subject (a
+    /// referrer listed in a deleted fallback index is that index's child too; it is deleted
+    /// because its subject is, which is what the plan should say); else a child of a deleted
+    /// index.
+    fn of(&self, digest: &Digest) -> Role {
+        if self.tagged.contains(digest) {
+            Role::Tagged
+        } else if let Some(subject) = self.subject_of.get(digest) {
+            Role::Referrer {
+                subject: (*subject).clone(),
+            }
+        } else if let Some(parent) = self.parent_of.get(digest) {
+            Role::Child {
+                parent: (*parent).clone(),
+            }
+        } else {
+            Role::Tagged
+        }
     }
-    if let Some((parent, _)) = graph
-        .nodes
-        .iter()
-        .filter(|(p, n)| deleted.contains(*p) && n.children.contains(digest))
-        .min_by_key(|(p, _)| *p)
-    {
-        return Role::Child {
-            parent: parent.clone(),
-        };
-    }
-    Role::Tagged
 }
 
 /// Phase of each deleted manifest: 0 for those nothing deleted refers to, and one more than the
