@@ -91,6 +91,15 @@ impl ApplyReport {
         self.removed_repositories.extend(other.removed_repositories);
     }
 
+    /// Files an item error as skipped (expected: changed since planning or already gone) or
+    /// failed.
+    pub fn file(&mut self, err: ItemError) {
+        match err.code {
+            ErrorCode::AlreadyGone | ErrorCode::ChangedSincePlanning => self.skipped.push(err),
+            _ => self.failed.push(err),
+        }
+    }
+
     /// Whether anything was removed (the registry's caches may then be stale).
     pub fn changed_anything(&self) -> bool {
         !(self.deleted.is_empty()
@@ -294,7 +303,7 @@ async fn apply_repository(
     for result in untags {
         match result {
             Ok(done) => report.untagged.push(done),
-            Err(err) => step.file(&mut report, err),
+            Err(err) => report.file(err),
         }
     }
 
@@ -319,7 +328,7 @@ async fn apply_repository(
                 }
                 Err(err) => {
                     phase_failed |= err.code != ErrorCode::AlreadyGone;
-                    step.file(&mut report, err);
+                    report.file(err);
                 }
             }
         }
@@ -367,13 +376,7 @@ struct Step<'a> {
 
 impl Step<'_> {
     fn error(&self, target: String, tags: Vec<String>, code: ErrorCode, detail: String) -> ItemError {
-        ItemError {
-            repository: self.name.to_owned(),
-            target,
-            tags,
-            code,
-            detail,
-        }
+        ItemError::new(self.name, target, tags, code, detail)
     }
 
     fn done(&self, target: String, tags: Vec<String>, detail: String) -> Done {
@@ -385,18 +388,10 @@ impl Step<'_> {
         }
     }
 
-    /// Files an item error as skipped (expected) or failed.
-    fn file(&self, report: &mut ApplyReport, err: ItemError) {
-        match err.code {
-            ErrorCode::AlreadyGone | ErrorCode::ChangedSincePlanning => report.skipped.push(err),
-            _ => report.failed.push(err),
-        }
-    }
-
     fn record(&self, report: &mut ApplyReport, result: Result<Done, ItemError>) {
         match result {
             Ok(done) => report.cleaned.push(done),
-            Err(err) => self.file(report, err),
+            Err(err) => report.file(err),
         }
     }
 

@@ -56,6 +56,18 @@ pub struct ItemError {
     pub detail: String,
 }
 
+impl ItemError {
+    pub fn new(repository: &str, target: String, tags: Vec<String>, code: ErrorCode, detail: String) -> Self {
+        Self {
+            repository: repository.to_owned(),
+            target,
+            tags,
+            code,
+            detail,
+        }
+    }
+}
+
 /// A manifest deletion that passed the review.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deletion {
@@ -155,13 +167,7 @@ impl<'a> Reviewer<'a> {
     }
 
     fn issue(&self, target: String, tags: Vec<String>, code: ErrorCode, detail: String) -> ItemError {
-        ItemError {
-            repository: self.plan.repository.clone(),
-            target,
-            tags,
-            code,
-            detail,
-        }
+        ItemError::new(&self.plan.repository, target, tags, code, detail)
     }
 
     /// A planned manifest deletion: accepted, skipped (gone, or changed since planning) or

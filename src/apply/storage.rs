@@ -190,7 +190,7 @@ impl Site<'_> {
                     done.detail = "removed regsweep's placeholder left by an interrupted run; the tag is gone, as intended".into();
                     report.cleaned.push(done);
                 }
-                Err(err) => file(&mut report, err),
+                Err(err) => report.file(err),
             }
         }
         // Independent of each other: in parallel (an object store answers each in a round trip).
@@ -206,7 +206,7 @@ impl Site<'_> {
         for result in untags {
             match result {
                 Ok(done) => report.untagged.push(done),
-                Err(err) => file(&mut report, err),
+                Err(err) => report.file(err),
             }
         }
         let mut done: HashSet<Digest> = HashSet::new();
@@ -230,7 +230,7 @@ impl Site<'_> {
                     }
                     Err(err) => {
                         phase_failed |= err.code != ErrorCode::AlreadyGone;
-                        file(&mut report, err);
+                        report.file(err);
                     }
                 }
             }
@@ -256,13 +256,7 @@ impl Site<'_> {
     }
 
     fn error(&self, target: String, tags: Vec<String>, code: ErrorCode, detail: String) -> ItemError {
-        ItemError {
-            repository: self.name.to_owned(),
-            target,
-            tags,
-            code,
-            detail,
-        }
+        ItemError::new(self.name, target, tags, code, detail)
     }
 
     fn storage_error(&self, target: String, tags: Vec<String>, err: StorageError) -> ItemError {
@@ -408,14 +402,6 @@ impl Site<'_> {
         backup::write_backup(dir, &entry, untagged)
             .map(drop)
             .map_err(|e| failed(e.to_string()))
-    }
-}
-
-/// Files an item error as skipped (expected) or failed.
-fn file(report: &mut ApplyReport, err: ItemError) {
-    match err.code {
-        ErrorCode::AlreadyGone | ErrorCode::ChangedSincePlanning => report.skipped.push(err),
-        _ => report.failed.push(err),
     }
 }
 
