@@ -100,6 +100,30 @@ impl ApplyReport {
         }
     }
 
+    /// Records one phase of manifest deletions (digest and outcome each) into the report and
+    /// `done`; `true` when one failed for another reason than being gone already, so that later
+    /// phases, which hold what the failed manifests refer to, must not run.
+    pub fn record_phase(
+        &mut self,
+        results: Vec<(Digest, Result<Done, ItemError>)>,
+        done: &mut HashSet<Digest>,
+    ) -> bool {
+        let mut failed = false;
+        for (digest, result) in results {
+            match result {
+                Ok(deleted) => {
+                    done.insert(digest);
+                    self.deleted.push(deleted);
+                }
+                Err(err) => {
+                    failed |= err.code != ErrorCode::AlreadyGone;
+                    self.file(err);
+                }
+            }
+        }
+        failed
+    }
+
     /// Whether anything was removed (the registry's caches may then be stale).
     pub fn changed_anything(&self) -> bool {
         !(self.deleted.is_empty()
@@ -319,19 +343,7 @@ async fn apply_repository(
             .buffer_unordered(concurrency)
             .collect()
             .await;
-        let mut phase_failed = false;
-        for (digest, result) in results {
-            match result {
-                Ok(d) => {
-                    done.insert(digest);
-                    report.deleted.push(d);
-                }
-                Err(err) => {
-                    phase_failed |= err.code != ErrorCode::AlreadyGone;
-                    report.file(err);
-                }
-            }
-        }
+        let phase_failed = report.record_phase(results, &mut done);
         if phase_failed {
             // Later phases hold what the failed manifests refer to: deleting them now could
             // leave a manifest pointing at something missing.

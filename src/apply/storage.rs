@@ -212,28 +212,16 @@ impl Site<'_> {
         let mut done: HashSet<Digest> = HashSet::new();
         let mut phases = review.phases.into_values();
         for deletions in phases.by_ref() {
-            let mut phase_failed = false;
             // Nothing in one phase refers to anything else in it: in parallel.
-            let results: Vec<Result<Done, ItemError>> = deletions
+            let results: Vec<(Digest, Result<Done, ItemError>)> = deletions
                 .par_iter()
                 .map(|deletion| {
                     let result = self.delete(&live, &tags_on, &histories, deletion);
                     progress.advance(1);
-                    result
+                    (deletion.digest.clone(), result)
                 })
                 .collect();
-            for (deletion, result) in deletions.iter().zip(results) {
-                match result {
-                    Ok(d) => {
-                        done.insert(deletion.digest.clone());
-                        report.deleted.push(d);
-                    }
-                    Err(err) => {
-                        phase_failed |= err.code != ErrorCode::AlreadyGone;
-                        report.file(err);
-                    }
-                }
-            }
+            let phase_failed = report.record_phase(results, &mut done);
             if phase_failed {
                 // Later phases hold what the failed manifests refer to.
                 break;
