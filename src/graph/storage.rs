@@ -61,7 +61,7 @@ pub fn read_with(
     }
     // Only what the graph keeps of each manifest is held (not its bytes): a repository may have
     // tens of thousands of revisions.
-    let manifests: HashMap<Digest, Result<Node, String>> = repo
+    let mut manifests: HashMap<Digest, Result<Node, String>> = repo
         .revisions
         .par_iter()
         .map(|link| (link.digest.clone(), read_manifest(storage, &link.digest)))
@@ -90,7 +90,7 @@ pub fn read_with(
             gone.push(digest.clone());
         }
     }
-    add_with_referrers(&mut graph, &manifests, roots);
+    add_with_referrers(&mut graph, &mut manifests, roots);
     set_aside_leftovers(&mut graph);
     add_tag_referrers(&mut graph);
     if with_configs {
@@ -102,10 +102,11 @@ pub fn read_with(
 }
 
 /// Adds `roots` with what they reference, then every manifest whose `subject` is in the graph,
-/// until nothing new turns up.
+/// until nothing new turns up. Nodes move from `manifests` into the graph (not copied: a
+/// repository may have tens of thousands).
 fn add_with_referrers(
     graph: &mut RepoGraph,
-    manifests: &HashMap<Digest, Result<Node, String>>,
+    manifests: &mut HashMap<Digest, Result<Node, String>>,
     mut pending: Vec<Digest>,
 ) {
     loop {
@@ -113,10 +114,13 @@ fn add_with_referrers(
             if graph.nodes.contains_key(&digest) {
                 continue;
             }
-            match manifests.get(&digest) {
-                Some(Ok(node)) => pending.extend(insert_parsed(graph, digest, node.clone())),
-                // Already recorded as an error when it was read.
-                Some(Err(_)) => {}
+            match manifests.remove(&digest) {
+                Some(Ok(node)) => pending.extend(insert_parsed(graph, digest, node)),
+                // Already recorded as an error when it was read; kept so that it is not taken
+                // for a missing revision below.
+                Some(Err(err)) => {
+                    manifests.insert(digest, Err(err));
+                }
                 // An index pointing at a child the repository does not have is already broken;
                 // nothing is deleted on an incomplete picture.
                 None => graph.errors.push(format!(
