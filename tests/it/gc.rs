@@ -824,13 +824,7 @@ async fn human_output_summarises_and_reminds_to_restart() {
 /// The environment `regsweep gc s3://…` reads its endpoint and credentials from (moto accepts
 /// any key).
 fn s3_env(moto: &MotoServer) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ENDPOINT_URL", moto.endpoint()),
-        ("AWS_ACCESS_KEY_ID", "regsweep-test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "regsweep-test-secret".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("AWS_ALLOW_HTTP", "true".to_owned()),
-    ]
+    crate::common::s3_env(moto.endpoint())
 }
 
 #[track_caller]
@@ -841,7 +835,11 @@ fn gc_s3_json(moto: &MotoServer, args: &[&str], code: i32) -> Value {
     all.extend_from_slice(args);
     let run = gc_env(&all, &env);
     assert_eq!(run.code, code, "{run:#?}");
-    assert!(!run.stderr.contains("regsweep-test-secret"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains(crate::common::S3_TEST_SECRET),
+        "{}",
+        run.stderr
+    );
     run.json()
 }
 
@@ -1363,13 +1361,7 @@ async fn s3_per_key_delete_errors_and_throttling_are_reported_not_hidden() {
     })
     .unwrap();
 
-    let env = [
-        ("AWS_ENDPOINT_URL", proxy.base_url()),
-        ("AWS_ACCESS_KEY_ID", "x".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "y".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("AWS_ALLOW_HTTP", "true".to_owned()),
-    ];
+    let env = crate::common::s3_env(proxy.base_url());
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let run = gc_env(&["--json", "--grace", "0", "s3://faults/r"], &env);
     assert_eq!(run.code, 1, "{run:#?}");

@@ -478,7 +478,6 @@ async fn storage_changes_are_refused_on_a_writable_registry_and_checked_again_be
         .unwrap();
     assert!(!multi["errors"].as_array().unwrap().is_empty(), "{plan:#}");
     assert!(multi["actions"].as_array().unwrap().is_empty(), "{plan:#}");
-    assert!(!c.new_index.digest.is_empty());
 }
 
 #[tokio::test]
@@ -497,13 +496,7 @@ async fn apply_on_s3_storage_written_by_the_real_registry() {
     reg.stop().await.unwrap();
     let work = tempfile::tempdir().unwrap();
     let policy = write_policy(work.path());
-    let env = [
-        ("AWS_ENDPOINT_URL", moto.endpoint()),
-        ("AWS_ACCESS_KEY_ID", "regsweep-test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "regsweep-test-secret".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("AWS_ALLOW_HTTP", "true".to_owned()),
-    ];
+    let env = common::s3_env(moto.endpoint());
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let applied = common::regsweep_with(
         &[
@@ -521,7 +514,7 @@ async fn apply_on_s3_storage_written_by_the_real_registry() {
         None,
     );
     applied.assert_ok();
-    assert!(!applied.stderr.contains("regsweep-test-secret"), "{applied:#?}");
+    assert!(!applied.stderr.contains(common::S3_TEST_SECRET), "{applied:#?}");
     // v0 with its signature and referrer, v2, and the old index with its two children.
     assert!(
         applied.stdout.contains("Deleted 7 manifests (4 tags)"),

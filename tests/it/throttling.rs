@@ -72,13 +72,7 @@ async fn gc_through_503_slowdown_finishes_correctly_and_reports_the_throttling()
         forward(port, request).unwrap_or_else(|e| CannedResponse::new(502).body(e.to_string().into_bytes()))
     })
     .unwrap();
-    let env = [
-        ("AWS_ENDPOINT_URL", proxy.base_url()),
-        ("AWS_ACCESS_KEY_ID", "x".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "y".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("AWS_ALLOW_HTTP", "true".to_owned()),
-    ];
+    let env = crate::common::s3_env(proxy.base_url());
 
     let (code, ours, stderr) = gc_json(&["--grace", "0", "--delete-untagged", "s3://throttled/reg"], &env);
     assert_eq!(code, 0, "{ours:#}\n{stderr}");

@@ -154,3 +154,18 @@ pub fn strings(value: &serde_json::Value) -> Vec<String> {
         .map(|v| v.as_str().expect("array of strings").to_owned())
         .collect()
 }
+
+/// The environment `regsweep … s3://…` reads its endpoint and credentials from, for an S3 server
+/// (moto, or a proxy in front of it) at `endpoint`; moto accepts any key. The secret is
+/// [`S3_TEST_SECRET`], so that tests can check it is never printed.
+pub fn s3_env(endpoint: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", "regsweep-test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", S3_TEST_SECRET.to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+    ]
+}
+
+pub const S3_TEST_SECRET: &str = "regsweep-test-secret";
