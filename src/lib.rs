@@ -13,16 +13,22 @@
 //! - [`probe`] finds out what a registry allows before anything is done there;
 //! - [`report`] renders `du` and plans as a self-contained HTML page with a treemap;
 //! - [`progress`] is how long operations report progress;
-//! - [`storage`] reads distribution's on-disk layout, and [`gc`] garbage-collects it.
+//! - [`storage`] reads distribution's on-disk layout, and [`gc`] garbage-collects it;
+//! - [`environment`] is the one place environment variables are read from.
 //!
-//! The command-line interface lives in the binary (`src/cli`); nothing here depends on it.
+//! [`cli`] is the command line on top: [`cli::run`] parses arguments and runs a command in a
+//! [`cli::Context`] (environment, clock, standard streams), so that tests and embedders call it
+//! like `main` does. Nothing else here depends on it.
 
 pub mod apply;
+pub mod cli;
 pub mod digest;
+pub mod environment;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gc;
 pub mod graph;
+mod logging;
 pub mod look;
 pub mod manifest;
 pub mod plan;

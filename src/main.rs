@@ -1,10 +1,5 @@
-//! The `regsweep` command. All behaviour lives in the library; `cli` only parses arguments,
-//! calls the core and prints.
+//! The `regsweep` command: the library's command line, run in the process's own context.
 
-mod cli;
-
-use std::process::ExitCode;
-
-fn main() -> ExitCode {
-    cli::main()
+fn main() -> std::process::ExitCode {
+    regsweep::cli::run(std::env::args_os(), &mut regsweep::cli::Context::from_process()).into()
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
-use super::{Cli, exit};
+use super::{Cli, ExitStatus, Ui};
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
@@ -15,12 +15,12 @@ pub struct CompletionsArgs {
     pub shell: Shell,
 }
 
-pub fn run(args: &CompletionsArgs) -> anyhow::Result<u8> {
+pub fn run(args: &CompletionsArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
     let mut command = Cli::command();
     // clap_complete panics when its writer fails (a closed pipe), so render into memory first
-    // and let the write error reach main, which treats a broken pipe as success.
+    // and let the write error reach `run`, which treats a broken pipe as success.
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut command, "regsweep", &mut script);
-    std::io::stdout().lock().write_all(&script)?;
-    Ok(exit::OK)
+    ui.out().write_all(&script)?;
+    Ok(ExitStatus::Success)
 }

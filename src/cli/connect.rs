@@ -3,19 +3,18 @@
 //!
 //! Credentials, first match wins (docs/auth.md): `--username` with `--password-stdin`; the
 //! `REGSWEEP_USERNAME`/`REGSWEEP_PASSWORD` environment; then what `podman login` and
-//! `docker login` stored (see [`regsweep::registry::credentials`]). `--no-creds` skips them all.
+//! `docker login` stored (see [`crate::registry::credentials`]). `--no-creds` skips them all.
 
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::reference::RegistryAddr;
+use crate::registry::credentials::{self, CredentialSources};
+use crate::registry::{Client, ClientOptions, Credentials, RetryPolicy, Secret};
 use anyhow::Context;
 use clap::Args;
-use regsweep::reference::RegistryAddr;
-use regsweep::registry::credentials::{self, CredentialSources};
-use regsweep::registry::{Client, ClientOptions, Credentials, RetryPolicy, Secret};
 
-use super::UsageError;
+use super::{Ui, UsageError};
 
 /// How to reach and authenticate to the registry.
 #[derive(Debug, Clone, Args)]
@@ -31,16 +30,17 @@ pub struct RegistryArgs {
     /// registry's own self-signed certificate (docs/connection.md).
     #[arg(long, value_name = "PEM")]
     pub ca_file: Vec<PathBuf>,
-    /// Username (for basic auth, or to obtain tokens). Without it, credentials come from
-    /// `podman login` / `docker login` (auth.json, config.json, credential helpers).
-    #[arg(long, short = 'u', env = "REGSWEEP_USERNAME")]
+    /// Username (for basic auth, or to obtain tokens); default: $REGSWEEP_USERNAME. Without
+    /// it, credentials come from `podman login` / `docker login` (auth.json, config.json,
+    /// credential helpers).
+    #[arg(long, short = 'u')]
     pub username: Option<String>,
     /// Read the password from standard input (first line). Or set REGSWEEP_PASSWORD.
     #[arg(long)]
     pub password_stdin: bool,
     /// Read credentials from this auth.json only (podman/containers format; docker's config.json
-    /// works too) instead of the default locations.
-    #[arg(long, value_name = "PATH", env = "REGISTRY_AUTH_FILE")]
+    /// works too) instead of the default locations; default: $REGISTRY_AUTH_FILE.
+    #[arg(long, value_name = "PATH")]
     pub authfile: Option<PathBuf>,
     /// Send no credentials at all: ignore --username, REGSWEEP_* and every config file.
     #[arg(long, conflicts_with = "password_stdin")]
@@ -91,29 +91,50 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
 }
 
 impl RegistryArgs {
-    /// Credentials given on the command line or in the environment.
-    fn explicit_credentials(&self) -> anyhow::Result<Option<Credentials>> {
-        let from_env = std::env::var("REGSWEEP_PASSWORD").ok().filter(|p| !p.is_empty());
+    /// What connecting needs from the run: credentials from the flags, the environment or
+    /// standard input (read once here, however many connections follow), and where stored
+    /// credentials are looked up.
+    pub fn connector(&self, ui: &mut Ui<'_>) -> anyhow::Result<Connector> {
+        let explicit = if self.no_creds {
+            None
+        } else {
+            self.explicit_credentials(ui)?
+        };
+        let authfile = self
+            .authfile
+            .clone()
+            .or_else(|| ui.env().get_os("REGISTRY_AUTH_FILE").map(PathBuf::from));
+        Ok(Connector {
+            args: self.clone(),
+            sources: CredentialSources::from_env(ui.env(), authfile.clone()),
+            authfile,
+            explicit,
+        })
+    }
+
+    /// Credentials given on the command line, in the environment or on standard input.
+    fn explicit_credentials(&self, ui: &mut Ui<'_>) -> anyhow::Result<Option<Credentials>> {
         let password = if self.password_stdin {
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .context("cannot read the password from standard input")?;
-            let password = line.trim_end_matches(['\r', '\n']).to_owned();
-            if password.is_empty() {
+            let line = ui
+                .read_line()
+                .context("cannot read the password from standard input")?
+                .unwrap_or_default();
+            if line.is_empty() {
                 return Err(UsageError::new("--password-stdin: standard input held no password").into());
             }
-            Some(password)
+            Some(line)
         } else {
-            from_env
+            ui.env().get("REGSWEEP_PASSWORD")
         };
         // An empty REGSWEEP_USERNAME (or `--username ""`) means no username, as an empty
         // variable does for docker and git.
-        let username = self.username.as_ref().filter(|u| !u.is_empty());
+        let username = match &self.username {
+            Some(username) => Some(username.clone()).filter(|u| !u.is_empty()),
+            None => ui.env().get("REGSWEEP_USERNAME"),
+        };
         match (username, password) {
             (Some(username), Some(password)) => Ok(Some(Credentials {
-                username: username.clone(),
+                username,
                 password: Secret::new(password),
             })),
             (Some(_), None) => Err(UsageError::new(
@@ -127,15 +148,29 @@ impl RegistryArgs {
         }
     }
 
+    pub fn concurrency(&self) -> usize {
+        usize::from(self.concurrency)
+    }
+}
+
+/// The connection options of one run, resolved: see [`RegistryArgs::connector`].
+pub struct Connector {
+    args: RegistryArgs,
+    explicit: Option<Credentials>,
+    authfile: Option<PathBuf>,
+    sources: CredentialSources,
+}
+
+impl Connector {
     /// The credentials to use for `registry`, in the documented order.
     async fn credentials(&self, registry: &RegistryAddr) -> anyhow::Result<Option<Credentials>> {
-        if self.no_creds {
+        if self.args.no_creds {
             tracing::info!(registry = %registry, "--no-creds: connecting anonymously");
             return Ok(None);
         }
-        if let Some(explicit) = self.explicit_credentials()? {
+        if let Some(explicit) = &self.explicit {
             tracing::info!(registry = %registry, user = %explicit.username, "using credentials from the command line or environment");
-            return Ok(Some(explicit));
+            return Ok(Some(explicit.clone()));
         }
         if let Some(file) = &self.authfile
             && !file.is_file()
@@ -146,7 +181,7 @@ impl RegistryArgs {
             ))
             .into());
         }
-        let sources = CredentialSources::from_env(self.authfile.clone());
+        let sources = self.sources.clone();
         let host = registry.host().to_owned();
         // A credential helper is a child process that may take a while (a keychain prompt).
         let found = tokio::task::spawn_blocking(move || credentials::lookup(&host, &sources))
@@ -173,33 +208,29 @@ impl RegistryArgs {
     /// The client options these arguments stand for, credentials looked up, for callers that
     /// connect more than once (the capability probe).
     pub async fn client_options(&self, registry: &RegistryAddr) -> anyhow::Result<ClientOptions> {
+        let args = &self.args;
         Ok(ClientOptions {
-            plain_http: self.plain_http,
-            insecure: self.insecure,
-            ca_files: self.ca_file.clone(),
+            plain_http: args.plain_http,
+            insecure: args.insecure,
+            ca_files: args.ca_file.clone(),
             credentials: self.credentials(registry).await?,
-            allow_insecure_auth: self.allow_insecure_auth,
-            concurrency: usize::from(self.concurrency),
-            timeout: self.timeout,
+            allow_insecure_auth: args.allow_insecure_auth,
+            concurrency: usize::from(args.concurrency),
+            timeout: args.timeout,
             retry: RetryPolicy {
-                max_attempts: self.attempts,
-                base_delay: self.retry_delay,
-                total: self.request_timeout,
+                max_attempts: args.attempts,
+                base_delay: args.retry_delay,
+                total: args.request_timeout,
                 ..RetryPolicy::default()
             },
             ..ClientOptions::default()
         })
     }
-
-    pub fn concurrency(&self) -> usize {
-        usize::from(self.concurrency)
-    }
 }
 
-/// The async runtime for network commands.
+/// The async runtime for network commands; its threads log where the command does.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
+    crate::logging::inherit(tokio::runtime::Builder::new_multi_thread().enable_all())
         .build()
         .context("cannot start the async runtime")
 }

@@ -2,7 +2,7 @@
 //! `sha256-<hex>` referrers index) under the row of the image they sign in human tables: each is
 //! 70-odd characters and would otherwise widen the whole table. `--json` still lists every tag.
 
-use regsweep::digest::Digest;
+use crate::digest::Digest;
 
 use super::output::plural;
 

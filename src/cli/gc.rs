@@ -5,16 +5,15 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::output::plural;
+use super::{ExitStatus, Ui};
+use crate::gc::probe::{Probe, probe_registry};
+use crate::gc::report::{Outcome, Problem, ProblemKind, Report, Severity};
+use crate::gc::{self, GcOptions};
+use crate::registry::ClientOptions;
+use crate::storage::{self, RootSource, Storage};
 use anyhow::Context as _;
 use clap::Args;
-use regsweep::gc::probe::{Probe, probe_registry};
-use regsweep::gc::report::{Outcome, Problem, ProblemKind, Report, Severity};
-use regsweep::gc::{self, GcOptions};
-use regsweep::registry::ClientOptions;
-use regsweep::storage::{self, RootSource, Storage};
-
-use super::output::plural;
-use super::{OutputArgs, exit};
 
 const AFTER_HELP: &str = "\
 What is kept: every tag's manifest and everything it needs (config and layers; for an index or \
@@ -122,39 +121,42 @@ pub fn parse_grace(text: &str) -> Result<Duration, String> {
     Duration::try_from(duration).map_err(|_| format!("`{text}`: the grace period cannot be negative"))
 }
 
-pub fn run(args: &GcArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    let located = match storage::locate(&args.target, |name| std::env::var(name).ok()) {
+pub fn run(args: &GcArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    let located = match storage::locate(&args.target, |name| ui.env().get(name)) {
         Ok(located) => located,
         // Pointing at something that is not a registry's storage is a usage mistake (exit 2).
         Err(err) if err.is_wrong_target() => return Err(super::UsageError::new(err.to_string()).into()),
         Err(err) => return Err(err.into()),
     };
-    let notes = !output.quiet && !output.json;
+    let notes = !ui.quiet() && !ui.json();
     let described = located.target.describe();
     match &located.source {
         RootSource::Folder => {}
         RootSource::Config(path) => tracing::info!("storage {described} from {}", path.display()),
         RootSource::Environment(_) => {
             if notes {
-                eprintln!(
+                writeln!(
+                    ui.err(),
                     "note: storage {described} taken from the REGISTRY_STORAGE_* environment (it overrides the config \
                      file, as in the registry)"
-                );
+                )?;
             }
         }
         RootSource::Default(path) => {
             if notes {
-                eprintln!(
+                writeln!(
+                    ui.err(),
                     "note: {} sets no storage.filesystem.rootdirectory; using distribution's default {described}",
                     path.display()
-                );
+                )?;
             }
         }
     }
     if !located.has_layout() && notes {
-        eprintln!(
+        writeln!(
+            ui.err(),
             "note: {described} has no docker/registry/v2 folder: the registry never stored anything there"
-        );
+        )?;
     }
 
     let mut probe_problem = None;
@@ -169,7 +171,7 @@ pub fn run(args: &GcArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         match &verdict {
             Probe::ReadOnly | Probe::Stopped => {
                 if notes {
-                    eprintln!("{}", verdict.describe(url));
+                    writeln!(ui.err(), "{}", verdict.describe(url))?;
                 }
             }
             Probe::Writable(_) | Probe::Unknown(_) => {
@@ -195,10 +197,14 @@ pub fn run(args: &GcArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         }
     } else if let Some(true) = located.config_read_only {
         if notes {
-            eprintln!("note: the config file sets storage.maintenance.readonly.enabled: true");
+            writeln!(
+                ui.err(),
+                "note: the config file sets storage.maintenance.readonly.enabled: true"
+            )?;
         }
-    } else if !args.dry_run && !output.quiet {
-        eprintln!(
+    } else if !args.dry_run && !ui.quiet() {
+        writeln!(
+            ui.err(),
             "warning: the registry's state is unknown (no --registry-url): if it is running and writable, a push \
              during the collection can lose blobs it reuses{}. Stop it or make it read-only, and pass --registry-url \
              to have that checked.",
@@ -207,7 +213,7 @@ pub fn run(args: &GcArgs, output: &OutputArgs) -> anyhow::Result<u8> {
             } else {
                 ""
             }
-        );
+        )?;
     }
 
     let options = GcOptions {
@@ -217,9 +223,10 @@ pub fn run(args: &GcArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         ignore_problems: args.ignore_problems,
         verify_links: args.verify_links,
         threads: args.jobs.map(NonZeroUsize::get),
+        now: Some(ui.now()),
     };
-    let storage = Storage::open(&located.target).context("cannot open the storage")?;
-    let spinner = spinner(output);
+    let storage = Storage::open(&located.target, ui.env()).context("cannot open the storage")?;
+    let spinner = spinner(ui);
     let report = gc::collect(&storage, &options).context("garbage collection could not run");
     spinner.finish_and_clear();
     let mut report = report?;
@@ -249,27 +256,28 @@ pub fn run(args: &GcArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         report.problems.push(problem);
     }
 
-    if output.json {
-        // Buffered: the lists can hold hundreds of thousands of lines.
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-        out.flush()?;
+    if ui.json() {
+        ui.print_json(&report)?;
     } else {
-        print_human(&report, args, output.quiet)?;
+        let quiet = ui.quiet();
+        print_human(ui.out(), &report, args, quiet)?;
     }
-    if !output.quiet && report.outcome == Outcome::Swept && !report.is_empty() {
-        eprintln!(
+    if !ui.quiet() && report.outcome == Outcome::Swept && !report.is_empty() {
+        writeln!(
+            ui.err(),
             "Restart the registry now: its blob descriptor cache (storage.cache.blobdescriptor) may still list deleted \
              blobs, and clients would skip uploading them. If you made it read-only for this, restart it writable."
-        );
+        )?;
     }
-    Ok(if report.failed() { exit::ERROR } else { exit::OK })
+    Ok(if report.failed() {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
 }
 
-fn spinner(output: &OutputArgs) -> indicatif::ProgressBar {
-    use std::io::IsTerminal as _;
-    if output.quiet || output.no_progress || output.json || !std::io::stderr().is_terminal() {
+fn spinner(ui: &Ui<'_>) -> indicatif::ProgressBar {
+    if ui.json() || !ui.shows_progress() {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new_spinner();
@@ -283,8 +291,58 @@ fn size(bytes: u64) -> String {
     bytesize::ByteSize(bytes).display().iec().to_string()
 }
 
-fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()> {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+fn print_human(
+    out: &mut impl std::io::Write,
+    report: &Report,
+    args: &GcArgs,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    // Buffered: the lists can hold hundreds of thousands of lines.
+    let mut out = std::io::BufWriter::new(out);
+    if quiet {
+        writeln!(out, "{}", what_goes(report))?;
+    } else {
+        for line in summary(report) {
+            writeln!(out, "{line}")?;
+        }
+        let limit = if args.show == 0 { usize::MAX } else { args.show };
+        for (title, lines) in sections(report) {
+            print_section(&mut out, &title, &lines, limit)?;
+        }
+        if let Some(ending) = ending(report) {
+            writeln!(out, "\n{ending}")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `Deleted …` / `Would delete …`: what the run removes, in one sentence.
+fn what_goes(report: &Report) -> String {
+    let mut what = format!(
+        "{} ({}), {}, {}, {}",
+        plural(report.blobs.len(), "blob", "blobs"),
+        size(report.freed_bytes),
+        plural(report.manifests.len(), "untagged manifest", "untagged manifests"),
+        plural(report.layer_links.len(), "layer link", "layer links"),
+        plural(report.empty_dirs.len(), "empty folder", "empty folders"),
+    );
+    if !report.uploads.is_empty() {
+        what.push_str(&format!(
+            ", {}",
+            plural(report.uploads.len(), "stale upload", "stale uploads")
+        ));
+    }
+    let verb = match report.outcome {
+        Outcome::Swept => "Deleted",
+        Outcome::DryRun => "Would delete",
+        Outcome::Refused => "Nothing deleted; would delete",
+    };
+    format!("{verb} {what}.")
+}
+
+/// The lines above the lists: the run's settings, what was scanned, deleted and kept.
+fn summary(report: &Report) -> [String; 4] {
     let grace = if report.grace_seconds == 0 {
         "no grace period".to_owned()
     } else {
@@ -306,46 +364,6 @@ fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()
         "untagged manifests kept"
     };
     let s = &report.stats;
-    let freed = size(report.freed_bytes);
-    let mut what = format!(
-        "{} ({freed}), {}, {}, {}",
-        plural(report.blobs.len(), "blob", "blobs"),
-        plural(report.manifests.len(), "untagged manifest", "untagged manifests"),
-        plural(report.layer_links.len(), "layer link", "layer links"),
-        plural(report.empty_dirs.len(), "empty folder", "empty folders"),
-    );
-    if !report.uploads.is_empty() {
-        what.push_str(&format!(
-            ", {}",
-            plural(report.uploads.len(), "stale upload", "stale uploads")
-        ));
-    }
-    let verb = match report.outcome {
-        Outcome::Swept => "Deleted",
-        Outcome::DryRun => "Would delete",
-        Outcome::Refused => "Nothing deleted; would delete",
-    };
-    if quiet {
-        writeln!(out, "{verb} {what}.")?;
-        out.flush()?;
-        return Ok(());
-    }
-    writeln!(
-        out,
-        "regsweep gc {} ({mode}; {untagged}; {grace})",
-        report.storage
-    )?;
-    writeln!(
-        out,
-        "Scanned {}, {}, {}, {} and {} in {:.2} s.",
-        plural(s.repositories, "repository", "repositories"),
-        plural(s.tags, "tag", "tags"),
-        plural(s.manifests, "manifest", "manifests"),
-        plural(s.layer_links, "layer link", "layer links"),
-        plural(s.blobs, "blob", "blobs"),
-        report.timings.total_ms as f64 / 1000.0
-    )?;
-    writeln!(out, "{verb} {what}.")?;
     let mut kept = format!(
         "Kept {} and {} in use",
         plural(s.manifests_kept, "manifest", "manifests"),
@@ -357,151 +375,159 @@ fn print_human(report: &Report, args: &GcArgs, quiet: bool) -> anyhow::Result<()
             s.young_kept
         ));
     }
-    writeln!(out, "{kept}.")?;
+    [
+        format!("regsweep gc {} ({mode}; {untagged}; {grace})", report.storage),
+        format!(
+            "Scanned {}, {}, {}, {} and {} in {:.2} s.",
+            plural(s.repositories, "repository", "repositories"),
+            plural(s.tags, "tag", "tags"),
+            plural(s.manifests, "manifest", "manifests"),
+            plural(s.layer_links, "layer link", "layer links"),
+            plural(s.blobs, "blob", "blobs"),
+            report.timings.total_ms as f64 / 1000.0
+        ),
+        what_goes(report),
+        format!("{kept}."),
+    ]
+}
 
-    let limit = if args.show == 0 { usize::MAX } else { args.show };
-    let section = |out: &mut std::io::BufWriter<std::io::StdoutLock<'_>>,
-                   title: &str,
-                   lines: Vec<String>|
-     -> std::io::Result<()> {
-        if lines.is_empty() {
-            return Ok(());
-        }
-        writeln!(out, "\n{title}:")?;
-        for line in lines.iter().take(limit) {
-            writeln!(out, "  {line}")?;
-        }
-        if lines.len() > limit {
-            writeln!(
-                out,
-                "  … and {} more (--show 0 or --json lists all)",
-                lines.len() - limit
-            )?;
-        }
-        Ok(())
-    };
-    section(
-        &mut out,
-        &format!("Blobs ({})", report.blobs.len()),
-        report
-            .blobs
-            .iter()
-            .map(|b| format!("{}  {}", b.digest, size(b.size)))
-            .collect(),
-    )?;
-    section(
-        &mut out,
-        &format!("Untagged manifests ({})", report.manifests.len()),
-        report
-            .manifests
-            .iter()
-            .map(|m| {
-                if m.tag_history.is_empty() {
-                    format!("{}@{}", m.repository, m.digest)
-                } else {
-                    format!(
+/// The report's lists, each with its title; empty ones are not printed.
+fn sections(report: &Report) -> Vec<(String, Vec<String>)> {
+    let errors = report.errors().count();
+    vec![
+        (
+            format!("Blobs ({})", report.blobs.len()),
+            report
+                .blobs
+                .iter()
+                .map(|b| format!("{}  {}", b.digest, size(b.size)))
+                .collect(),
+        ),
+        (
+            format!("Untagged manifests ({})", report.manifests.len()),
+            report
+                .manifests
+                .iter()
+                .map(|m| match m.tag_history.as_slice() {
+                    [] => format!("{}@{}", m.repository, m.digest),
+                    history => format!(
                         "{}@{}  (once tagged {})",
                         m.repository,
                         m.digest,
-                        m.tag_history.join(", ")
-                    )
-                }
-            })
-            .collect(),
-    )?;
-    section(
-        &mut out,
-        &format!("Layer links ({})", report.layer_links.len()),
-        report
-            .layer_links
-            .iter()
-            .map(|l| {
-                let dangling = if l.dangling {
-                    "  (dangling: blob already gone)"
-                } else {
-                    ""
-                };
-                format!("{}  {}{dangling}", l.repository, l.digest)
-            })
-            .collect(),
-    )?;
-    section(
-        &mut out,
-        &format!("Uploads ({})", report.uploads.len()),
-        report
-            .uploads
-            .iter()
-            .map(|u| format!("{}  {}", u.repository, u.id))
-            .collect(),
-    )?;
-    section(
-        &mut out,
-        &format!("Empty folders ({})", report.empty_dirs.len()),
-        report.empty_dirs.clone(),
-    )?;
-    section(
-        &mut out,
-        &format!("Skipped (changed during the run) ({})", report.skipped.len()),
-        report
-            .skipped
-            .iter()
-            .map(|s| format!("{}: {}", s.path, s.reason))
-            .collect(),
-    )?;
-    section(
-        &mut out,
-        &format!("Failed deletions ({})", report.failures.len()),
-        report
-            .failures
-            .iter()
-            .map(|f| format!("{}: {}", f.path, f.error))
-            .collect(),
-    )?;
-    let errors = report.errors().count();
-    section(
-        &mut out,
-        &format!(
-            "Problems ({}: {}, {})",
-            report.problems.len(),
-            plural(errors, "error", "errors"),
-            plural(report.problems.len() - errors, "warning", "warnings")
+                        history.join(", ")
+                    ),
+                })
+                .collect(),
         ),
-        report
-            .problems
-            .iter()
-            .map(|p| {
-                let severity = match p.severity {
-                    Severity::Error => "error",
-                    Severity::Warning => "warning",
-                };
-                let repo = p
-                    .repository
-                    .as_deref()
-                    .map(|r| format!(" [{r}]"))
-                    .unwrap_or_default();
-                let kind = serde_json::to_value(p.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                format!("{severity}: {kind}{repo}: {}", p.message)
-            })
-            .collect(),
-    )?;
+        (
+            format!("Layer links ({})", report.layer_links.len()),
+            report
+                .layer_links
+                .iter()
+                .map(|l| {
+                    let dangling = if l.dangling {
+                        "  (dangling: blob already gone)"
+                    } else {
+                        ""
+                    };
+                    format!("{}  {}{dangling}", l.repository, l.digest)
+                })
+                .collect(),
+        ),
+        (
+            format!("Uploads ({})", report.uploads.len()),
+            report
+                .uploads
+                .iter()
+                .map(|u| format!("{}  {}", u.repository, u.id))
+                .collect(),
+        ),
+        (
+            format!("Empty folders ({})", report.empty_dirs.len()),
+            report.empty_dirs.clone(),
+        ),
+        (
+            format!("Skipped (changed during the run) ({})", report.skipped.len()),
+            report
+                .skipped
+                .iter()
+                .map(|s| format!("{}: {}", s.path, s.reason))
+                .collect(),
+        ),
+        (
+            format!("Failed deletions ({})", report.failures.len()),
+            report
+                .failures
+                .iter()
+                .map(|f| format!("{}: {}", f.path, f.error))
+                .collect(),
+        ),
+        (
+            format!(
+                "Problems ({}: {}, {})",
+                report.problems.len(),
+                plural(errors, "error", "errors"),
+                plural(report.problems.len() - errors, "warning", "warnings")
+            ),
+            report.problems.iter().map(problem_line).collect(),
+        ),
+    ]
+}
 
-    if report.outcome == Outcome::Refused {
+fn problem_line(problem: &Problem) -> String {
+    let severity = match problem.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    let repo = problem
+        .repository
+        .as_deref()
+        .map(|r| format!(" [{r}]"))
+        .unwrap_or_default();
+    let kind = serde_json::to_value(problem.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    format!("{severity}: {kind}{repo}: {}", problem.message)
+}
+
+/// One list under its title, cut at `limit` lines with a note of how many more there are.
+fn print_section(
+    out: &mut impl std::io::Write,
+    title: &str,
+    lines: &[String],
+    limit: usize,
+) -> std::io::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\n{title}:")?;
+    for line in lines.iter().take(limit) {
+        writeln!(out, "  {line}")?;
+    }
+    if lines.len() > limit {
         writeln!(
             out,
-            "\nRefusing to sweep: with {} reachability cannot be established, so nothing {} deleted. \
+            "  … and {} more (--show 0 or --json lists all)",
+            lines.len() - limit
+        )?;
+    }
+    Ok(())
+}
+
+/// The closing sentence: why nothing was swept, or that it was a dry run.
+fn ending(report: &Report) -> Option<String> {
+    match report.outcome {
+        Outcome::Refused => Some(format!(
+            "Refusing to sweep: with {} reachability cannot be established, so nothing {} deleted. \
              Repair or remove what is listed, or run again with --ignore-problems to sweep anyway \
              (what the problems hide may then be deleted).",
-            plural(errors, "error", "errors"),
+            plural(report.errors().count(), "error", "errors"),
             if report.dry_run { "would be" } else { "was" }
-        )?;
-    } else if report.outcome == Outcome::DryRun && !report.is_empty() {
-        writeln!(out, "\nThis was a dry run; nothing was deleted.")?;
+        )),
+        Outcome::DryRun if !report.is_empty() => Some("This was a dry run; nothing was deleted.".to_owned()),
+        Outcome::DryRun | Outcome::Swept => None,
     }
-    out.flush()?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,18 +1,19 @@
 //! The read-only commands: `repos`, `tags`, `inspect`, `du`.
 
+use crate::look::du::DuReport;
+use crate::look::inspect::Inspection;
+use crate::look::{self, TagDetail};
+use crate::reference::{ImageRef, Location, RegistryAddr};
 use clap::Args;
-use regsweep::look::du::DuReport;
-use regsweep::look::inspect::Inspection;
-use regsweep::look::{self, TagDetail};
-use regsweep::reference::{ImageRef, Location, RegistryAddr};
 use serde::Serialize;
+use std::io::Write as _;
 
 use super::connect::{RegistryArgs, runtime};
 use super::fold;
 use super::output::with_json_error;
-use super::output::{Bar, or_dash, plural, print_json, print_table, print_table_with_notes, size, table};
+use super::output::{Bar, or_dash, plural, print_table, print_table_with_notes, size, table};
 use super::storage::StorageArgs;
-use super::{OutputArgs, UsageError, exit};
+use super::{ExitStatus, Ui, UsageError};
 
 #[derive(Debug, Args)]
 pub struct ReposArgs {
@@ -72,20 +73,20 @@ struct ReposJson<'a> {
     repositories: &'a [String],
 }
 
-pub fn repos(args: &ReposArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    with_json_error(output, || repos_command(args, output))
+pub fn repos(args: &ReposArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    with_json_error(ui, |ui| repos_command(args, ui))
 }
 
-fn repos_command(args: &ReposArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    let (source, repositories) = match (args.storage.open()?, &args.registry) {
+fn repos_command(args: &ReposArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    let (source, repositories) = match (args.storage.open(ui.env())?, &args.registry) {
         (Some(opened), None) => {
-            let repositories = super::storage::repositories(&[], &opened.storage)?;
+            let repositories = super::storage::repositories(ui, &[], &opened.storage)?;
             (opened.described, repositories)
         }
         (None, Some(registry)) => {
             let registry = RegistryAddr::parse(registry).map_err(UsageError::from)?;
             let mut repositories = runtime()?.block_on(async {
-                let client = args.connection.connect(&registry).await?;
+                let client = args.connection.connector(ui)?.connect(&registry).await?;
                 anyhow::Ok(client.catalog().await?)
             })?;
             repositories.sort();
@@ -97,17 +98,17 @@ fn repos_command(args: &ReposArgs, output: &OutputArgs) -> anyhow::Result<u8> {
             );
         }
     };
-    if output.json {
-        print_json(&ReposJson {
+    if ui.json() {
+        ui.print_json(&ReposJson {
             registry: &source,
             repositories: &repositories,
         })?;
     } else {
         for repo in &repositories {
-            println!("{repo}");
+            writeln!(ui.out(), "{repo}")?;
         }
     }
-    Ok(exit::OK)
+    Ok(ExitStatus::Success)
 }
 
 #[derive(Serialize)]
@@ -117,35 +118,35 @@ struct TagsJson<'a, T> {
     tags: &'a [T],
 }
 
-pub fn tags(args: &TagsArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    with_json_error(output, || tags_command(args, output))
+pub fn tags(args: &TagsArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    with_json_error(ui, |ui| tags_command(args, ui))
 }
 
-fn tags_command(args: &TagsArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    if let Some(opened) = args.storage.open()? {
-        return tags_on_storage(args, &opened, output);
+fn tags_command(args: &TagsArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    if let Some(opened) = args.storage.open(ui.env())? {
+        return tags_on_storage(args, &opened, ui);
     }
     let (registry, repository) = Location::parse_repository(&args.repository).map_err(UsageError::from)?;
     let concurrency = args.connection.concurrency();
     let rt = runtime()?;
-    let client = rt.block_on(args.connection.connect(&registry))?;
+    let client = rt.block_on(args.connection.connector(ui)?.connect(&registry))?;
     let mut tags = rt.block_on(client.tags(repository.as_str()))?;
     tags.sort();
     if !args.long {
-        if output.json {
-            print_json(&TagsJson {
+        if ui.json() {
+            ui.print_json(&TagsJson {
                 registry: registry.host(),
                 repository: repository.as_str(),
                 tags: &tags,
             })?;
         } else {
             for tag in &tags {
-                println!("{tag}");
+                writeln!(ui.out(), "{tag}")?;
             }
         }
-        return Ok(exit::OK);
+        return Ok(ExitStatus::Success);
     }
-    let bar = Bar::new(output, "resolving tags");
+    let bar = Bar::new(ui, "resolving tags");
     let details = rt.block_on(look::tag_details(
         &client,
         repository.as_str(),
@@ -154,31 +155,32 @@ fn tags_command(args: &TagsArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         &bar,
     ));
     bar.finish();
-    if output.json {
-        print_json(&TagsJson {
+    if ui.json() {
+        ui.print_json(&TagsJson {
             registry: registry.host(),
             repository: repository.as_str(),
             tags: &details,
         })?;
     } else {
-        print_tag_table(&details);
+        print_tag_table(ui.out(), &details)?;
     }
     let failed = details.iter().filter(|d| d.error.is_some()).count();
     if failed > 0 {
-        eprintln!(
+        writeln!(
+            ui.err(),
             "error: {failed} of {} could not be resolved",
             plural(details.len(), "tag", "tags")
-        );
-        return Ok(exit::ERROR);
+        )?;
+        return Ok(ExitStatus::Failure);
     }
-    Ok(exit::OK)
+    Ok(ExitStatus::Success)
 }
 
 /// One tag as storage shows it.
 #[derive(Serialize)]
 struct StorageTag<'a> {
     tag: &'a str,
-    digest: &'a regsweep::digest::Digest,
+    digest: &'a crate::digest::Digest,
     media_type: Option<&'a str>,
     /// The manifest and its blobs (for an index: with its children's).
     size: Option<u64>,
@@ -190,17 +192,17 @@ struct StorageTag<'a> {
 fn tags_on_storage(
     args: &TagsArgs,
     opened: &super::storage::Opened,
-    output: &OutputArgs,
-) -> anyhow::Result<u8> {
-    let repository = regsweep::reference::Repository::parse(&args.repository).map_err(|e| {
+    ui: &mut Ui<'_>,
+) -> anyhow::Result<ExitStatus> {
+    let repository = crate::reference::Repository::parse(&args.repository).map_err(|e| {
         UsageError::new(format!(
             "`{}` is not a repository name ({e}); with --storage name it without a host",
             args.repository
         ))
     })?;
-    let graph = regsweep::graph::storage::read(&opened.storage, repository.as_str(), false);
+    let graph = crate::graph::storage::read(&opened.storage, repository.as_str(), false);
     for err in &graph.errors {
-        eprintln!("error: {repository}: {err}");
+        writeln!(ui.err(), "error: {repository}: {err}")?;
     }
     let tags: Vec<StorageTag> = graph
         .tags
@@ -219,16 +221,16 @@ fn tags_on_storage(
             }
         })
         .collect();
-    if output.json {
+    if ui.json() {
         if args.long {
-            print_json(&TagsJson {
+            ui.print_json(&TagsJson {
                 registry: &opened.described,
                 repository: repository.as_str(),
                 tags: &tags,
             })?;
         } else {
             let names: Vec<&str> = tags.iter().map(|t| t.tag).collect();
-            print_json(&TagsJson {
+            ui.print_json(&TagsJson {
                 registry: &opened.described,
                 repository: repository.as_str(),
                 tags: &names,
@@ -245,20 +247,20 @@ fn tags_on_storage(
                 tag.pushed.clone().unwrap_or_else(|| "-".into()),
             ]);
         }
-        println!("{t}");
+        writeln!(ui.out(), "{t}")?;
     } else {
         for tag in &tags {
-            println!("{}", tag.tag);
+            writeln!(ui.out(), "{}", tag.tag)?;
         }
     }
     Ok(if graph.errors.is_empty() {
-        exit::OK
+        ExitStatus::Success
     } else {
-        exit::ERROR
+        ExitStatus::Failure
     })
 }
 
-fn print_tag_table(details: &[TagDetail]) {
+fn print_tag_table(out: &mut impl std::io::Write, details: &[TagDetail]) -> std::io::Result<()> {
     let mut t = table(&["TAG", "DIGEST", "TYPE", "PLATFORMS", "SIZE", "CREATED"]);
     let rows: Vec<fold::Row> = details
         .iter()
@@ -275,7 +277,7 @@ fn print_tag_table(details: &[TagDetail]) {
         t.add_row(row);
         notes.push(shown.note);
     }
-    print_table_with_notes(&mut t, &notes, "  ");
+    print_table_with_notes(out, &mut t, &notes, "  ")
 }
 
 /// One row of the `tags --long` table; what is not known is a `-`.
@@ -306,7 +308,7 @@ fn known_time(created: Option<&str>) -> Option<&str> {
 
 /// A short name for a manifest media type, for tables.
 pub fn short_media_type(media_type: &str) -> &str {
-    use regsweep::manifest::media_type as mt;
+    use crate::manifest::media_type as mt;
     match media_type {
         mt::OCI_INDEX => "oci-index",
         mt::OCI_MANIFEST => "oci",
@@ -324,12 +326,12 @@ struct InspectJson<'a> {
     inspection: &'a Inspection,
 }
 
-pub fn inspect(args: &InspectArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    with_json_error(output, || inspect_command(args, output))
+pub fn inspect(args: &InspectArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    with_json_error(ui, |ui| inspect_command(args, ui))
 }
 
-fn inspect_command(args: &InspectArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    if let Some(opened) = args.storage.open()? {
+fn inspect_command(args: &InspectArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    if let Some(opened) = args.storage.open(ui.env())? {
         let reference = super::storage::StorageRef::parse(&args.reference)?;
         let wanted = match (&reference.tag, &reference.digest) {
             (_, Some(digest)) => digest.as_str(),
@@ -338,11 +340,12 @@ fn inspect_command(args: &InspectArgs, output: &OutputArgs) -> anyhow::Result<u8
         };
         let inspection =
             look::inspect::inspect_on_storage(&opened.storage, reference.repository.as_str(), wanted)?;
-        return print_inspection(&args.reference, &opened.described, &inspection, output);
+        return print_inspection(&args.reference, &opened.described, &inspection, ui);
     }
     let reference = ImageRef::parse(&args.reference).map_err(UsageError::from)?;
+    let connector = args.connection.connector(ui)?;
     let inspection = runtime()?.block_on(async {
-        let client = args.connection.connect(reference.registry()).await?;
+        let client = connector.connect(reference.registry()).await?;
         anyhow::Ok(
             look::inspect::inspect(
                 &client,
@@ -357,7 +360,7 @@ fn inspect_command(args: &InspectArgs, output: &OutputArgs) -> anyhow::Result<u8
         &reference.to_string(),
         reference.registry().host(),
         &inspection,
-        output,
+        ui,
     )
 }
 
@@ -365,45 +368,46 @@ fn print_inspection(
     reference: &str,
     registry: &str,
     inspection: &look::inspect::Inspection,
-    output: &OutputArgs,
-) -> anyhow::Result<u8> {
-    if output.json {
-        print_json(&InspectJson { registry, inspection })?;
-        return Ok(exit::OK);
+    ui: &mut Ui<'_>,
+) -> anyhow::Result<ExitStatus> {
+    if ui.json() {
+        ui.print_json(&InspectJson { registry, inspection })?;
+        return Ok(ExitStatus::Success);
     }
     let image = &inspection.image;
-    println!("Reference:  {reference}");
-    println!("Digest:     {}", image.digest);
-    println!("Media type: {}", image.media_type);
-    println!("Manifest:   {}", size(image.manifest_size));
-    println!("Size:       {}", size(image.size));
+    writeln!(ui.out(), "Reference:  {reference}")?;
+    writeln!(ui.out(), "Digest:     {}", image.digest)?;
+    writeln!(ui.out(), "Media type: {}", image.media_type)?;
+    writeln!(ui.out(), "Manifest:   {}", size(image.manifest_size))?;
+    writeln!(ui.out(), "Size:       {}", size(image.size))?;
     if let Some(created) = &image.created {
-        println!("Created:    {created}");
+        writeln!(ui.out(), "Created:    {created}")?;
     }
     if let Some(artifact_type) = &image.artifact_type {
-        println!("Artifact:   {artifact_type}");
+        writeln!(ui.out(), "Artifact:   {artifact_type}")?;
     }
     if let Some(subject) = &image.subject {
-        println!("Subject:    {subject}");
+        writeln!(ui.out(), "Subject:    {subject}")?;
     }
-    println!(
+    writeln!(
+        ui.out(),
         "Tags:       {}",
         if inspection.tags.is_empty() {
             "(none)".to_owned()
         } else {
             inspection.tags.join(", ")
         }
-    );
+    )?;
     if !image.platforms.is_empty() {
-        println!("Platforms:");
+        writeln!(ui.out(), "Platforms:")?;
         for p in &image.platforms {
-            println!("  {:<16} {}  {}", p.platform, p.digest, size(p.size));
+            writeln!(ui.out(), "  {:<16} {}  {}", p.platform, p.digest, size(p.size))?;
         }
     }
     if inspection.referrers.is_empty() {
-        println!("Referrers:  (none)");
+        writeln!(ui.out(), "Referrers:  (none)")?;
     } else {
-        println!("Referrers:");
+        writeln!(ui.out(), "Referrers:")?;
         for r in &inspection.referrers {
             let kind = serde_json::to_value(r.kind)
                 .ok()
@@ -414,13 +418,13 @@ fn print_inspection(
                 .clone()
                 .or_else(|| r.artifact_type.clone())
                 .unwrap_or_default();
-            println!("  {kind:<16} {}  {name}", r.digest);
+            writeln!(ui.out(), "  {kind:<16} {}  {name}", r.digest)?;
         }
     }
     for warning in &inspection.warnings {
-        eprintln!("warning: {warning}");
+        writeln!(ui.err(), "warning: {warning}")?;
     }
-    Ok(exit::OK)
+    Ok(ExitStatus::Success)
 }
 
 #[derive(Serialize)]
@@ -430,12 +434,16 @@ struct DuJson<'a> {
     report: &'a DuReport,
 }
 
-pub fn du(args: &DuArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    with_json_error(output, || du_command(args, output))
+pub fn du(args: &DuArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    with_json_error(ui, |ui| du_command(args, ui))
 }
 
 /// `du --storage`: the same accounting, from the graphs read on storage.
-fn du_on_storage(args: &DuArgs, opened: &super::storage::Opened, output: &OutputArgs) -> anyhow::Result<u8> {
+fn du_on_storage(
+    args: &DuArgs,
+    opened: &super::storage::Opened,
+    ui: &mut Ui<'_>,
+) -> anyhow::Result<ExitStatus> {
     if args.html.is_some() {
         return Err(UsageError::new(
             "--html is not available with --storage yet; use `du REGISTRY --html FILE`",
@@ -443,16 +451,16 @@ fn du_on_storage(args: &DuArgs, opened: &super::storage::Opened, output: &Output
         .into());
     }
     let inputs: Vec<String> = args.location.iter().cloned().collect();
-    let repositories = super::storage::repositories(&inputs, &opened.storage)?;
-    let bar = Bar::new(output, "reading storage");
-    let report = regsweep::look::du::du_on_storage(&opened.storage, &repositories, &bar);
+    let repositories = super::storage::repositories(ui, &inputs, &opened.storage)?;
+    let bar = Bar::new(ui, "reading storage");
+    let report = crate::look::du::du_on_storage(&opened.storage, &repositories, &bar);
     bar.finish();
-    print_du(&opened.described, &report, output)
+    print_du(&opened.described, &report, ui)
 }
 
-fn print_du(source: &str, report: &DuReport, output: &OutputArgs) -> anyhow::Result<u8> {
-    if output.json {
-        print_json(&DuJson {
+fn print_du(source: &str, report: &DuReport, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    if ui.json() {
+        ui.print_json(&DuJson {
             registry: source,
             report,
         })?;
@@ -468,33 +476,35 @@ fn print_du(source: &str, report: &DuReport, output: &OutputArgs) -> anyhow::Res
                 size(r.shared_bytes),
             ]);
         }
-        print_table(&mut t);
-        println!(
+        print_table(ui.out(), &mut t)?;
+        writeln!(
+            ui.out(),
             "{}, {}: {} stored ({} without sharing)",
             plural(report.repositories.len(), "repository", "repositories"),
             plural(report.blobs, "distinct blob", "distinct blobs"),
             size(report.total_bytes),
             size(report.sum_of_repositories_bytes)
-        );
+        )?;
     }
     for r in report.repositories.iter().filter(|r| !r.errors.is_empty()) {
         for e in &r.errors {
-            eprintln!("error: {}: {e}", r.name);
+            writeln!(ui.err(), "error: {}: {e}", r.name)?;
         }
     }
     if report.repositories_with_errors > 0 {
-        eprintln!(
+        writeln!(
+            ui.err(),
             "error: {} could not be read completely; their figures undercount",
             plural(report.repositories_with_errors, "repository", "repositories")
-        );
-        return Ok(exit::ERROR);
+        )?;
+        return Ok(ExitStatus::Failure);
     }
-    Ok(exit::OK)
+    Ok(ExitStatus::Success)
 }
 
-fn du_command(args: &DuArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    if let Some(opened) = args.storage.open()? {
-        return du_on_storage(args, &opened, output);
+fn du_command(args: &DuArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    if let Some(opened) = args.storage.open(ui.env())? {
+        return du_on_storage(args, &opened, ui);
     }
     let location = args
         .location
@@ -502,16 +512,25 @@ fn du_command(args: &DuArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         .ok_or_else(|| UsageError::new("name a registry or a repository, or --storage TARGET"))?;
     let location = Location::parse(location).map_err(UsageError::from)?;
     let concurrency = args.connection.concurrency();
-    let bar = Bar::new(output, "scanning");
+    let now = ui.timestamp();
+    let bar = Bar::new(ui, "scanning");
     let started = std::time::Instant::now();
+    let connector = args.connection.connector(ui)?;
     let report = runtime()?.block_on(async {
-        let client = args.connection.connect(&location.registry).await?;
+        let client = connector.connect(&location.registry).await?;
         let repositories = match &location.repository {
             Some(repo) => vec![repo.to_string()],
             None => client.catalog().await?,
         };
-        let report =
-            super::report::du(&client, &repositories, concurrency, &bar, args.html.as_deref()).await?;
+        let report = super::report::du(
+            &client,
+            &repositories,
+            concurrency,
+            &bar,
+            args.html.as_deref(),
+            now,
+        )
+        .await?;
         let elapsed = started.elapsed().as_secs_f64();
         let requests = client.requests_sent();
         tracing::info!(
@@ -522,14 +541,14 @@ fn du_command(args: &DuArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         anyhow::Ok(report)
     })?;
     bar.finish();
-    print_du(location.registry.host(), &report, output)
+    print_du(location.registry.host(), &report, ui)
 }
 
 #[cfg(test)]
 mod tests {
-    use regsweep::digest::Digest;
-    use regsweep::look::ImageSummary;
-    use regsweep::manifest::{ManifestKind, media_type};
+    use crate::digest::Digest;
+    use crate::look::ImageSummary;
+    use crate::manifest::{ManifestKind, media_type};
 
     use super::*;
 

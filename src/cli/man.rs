@@ -1,12 +1,13 @@
 //! `regsweep man DIR`: one man page per command (`regsweep.1`, `regsweep-gc.1`,
 //! `regsweep-policy-check.1`, …), rendered from the clap definition.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, CommandFactory};
 
-use super::{Cli, OutputArgs, exit};
+use super::{Cli, ExitStatus, Ui};
 
 #[derive(Debug, Args)]
 pub struct ManArgs {
@@ -15,19 +16,19 @@ pub struct ManArgs {
     pub dir: PathBuf,
 }
 
-pub fn run(args: &ManArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+pub fn run(args: &ManArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
     std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
     let mut command = Cli::command();
     // Building propagates the global flags (--json, -v, …) into every subcommand's page.
     command.build();
     let mut written = Vec::new();
     write_pages(&command, "regsweep", &args.dir, &mut written)?;
-    if !output.quiet {
+    if !ui.quiet() {
         for path in &written {
-            println!("{}", path.display());
+            writeln!(ui.out(), "{}", path.display())?;
         }
     }
-    Ok(exit::OK)
+    Ok(ExitStatus::Success)
 }
 
 /// Writes the page of `command` under `name`, then those of its subcommands as `name-sub`.

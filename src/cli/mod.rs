@@ -1,8 +1,11 @@
-//! Command-line interface: clap types, output formatting and exit codes. The library never sees
-//! clap; each subcommand module turns its arguments into core calls and prints the result.
+//! Command-line interface: clap types, output formatting and exit codes. [`run`] is the whole
+//! program, called by `main` with the process's [`Context`] and by tests with their own. The
+//! rest of the library never sees clap; each subcommand module turns its arguments into core
+//! calls and prints the result through its [`Ui`].
 
 pub mod completions;
 pub mod connect;
+mod context;
 mod fold;
 pub mod gc;
 pub mod look;
@@ -14,19 +17,12 @@ pub mod report;
 pub mod retention;
 mod storage;
 
-use std::process::ExitCode;
+pub use context::{Context, ExitStatus, Stream, Ui};
+
+use std::ffi::OsString;
+use std::io::Write;
 
 use clap::{Args, Parser, Subcommand};
-
-/// Exit codes, documented in the README.
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// The command failed (network, registry, storage or a refused operation).
-    pub const ERROR: u8 = 1;
-    /// Bad usage: unknown flag, invalid reference or option value.
-    pub const USAGE: u8 = 2;
-}
 
 #[derive(Debug, Parser)]
 #[command(name = "regsweep", version, about = "List, inspect and clean up images in Docker/OCI registries, and garbage-collect their storage", long_about = None)]
@@ -90,7 +86,7 @@ pub enum Command {
 pub struct UsageError {
     message: String,
     /// The mistakes of a rejected policy, which the `--json` error document lists one by one.
-    policy: Option<regsweep::policy::PolicyErrors>,
+    policy: Option<crate::policy::PolicyErrors>,
 }
 
 impl UsageError {
@@ -102,14 +98,14 @@ impl UsageError {
     }
 
     /// A policy that cannot be used, with all its mistakes.
-    pub fn policy(errors: regsweep::policy::PolicyErrors) -> Self {
+    pub fn policy(errors: crate::policy::PolicyErrors) -> Self {
         Self {
             message: errors.to_string(),
             policy: Some(errors),
         }
     }
 
-    pub fn policy_errors(&self) -> Option<&regsweep::policy::PolicyErrors> {
+    pub fn policy_errors(&self) -> Option<&crate::policy::PolicyErrors> {
         self.policy.as_ref()
     }
 }
@@ -122,44 +118,82 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-impl From<regsweep::reference::ReferenceError> for UsageError {
-    fn from(err: regsweep::reference::ReferenceError) -> Self {
+impl From<crate::reference::ReferenceError> for UsageError {
+    fn from(err: crate::reference::ReferenceError) -> Self {
         Self::new(err.to_string())
     }
 }
 
-pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+/// Runs the command line `args` (the program name first, as in `std::env::args_os`) in `ctx`.
+pub fn run<I, T>(args: I, ctx: &mut Context) -> ExitStatus
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(err) => {
-            let _ = err.print();
-            return ExitCode::from(if err.use_stderr() { exit::USAGE } else { exit::OK });
-        }
+        Err(err) => return parse_failure(&err, ctx),
     };
-    init_logging(&cli.output);
+    let logs = tracing::Dispatch::new(log_subscriber(&cli.output, ctx));
+    // Libraries that log through the `log` crate (reqwest, hyper, rustls) reach the same sink;
+    // the bridge is process-wide and forwards to whichever sink the logging thread has.
+    let _ = tracing_log::LogTracer::init();
+    if ctx.process_wide_logs() {
+        // Once per process; a second run in the same process keeps the first one's sink.
+        let _ = tracing::dispatcher::set_global_default(logs.clone());
+    }
+    let status = tracing::dispatcher::with_default(&logs, || run_command(&cli, ctx));
+    // Whatever was written is out before the caller looks; a pipe closed early is not an error.
+    let _ = ctx.out().flush();
+    status
+}
+
+/// `--help` and `--version` on stdout (exit 0); a mistake on stderr (exit 2).
+fn parse_failure(err: &clap::Error, ctx: &mut Context) -> ExitStatus {
+    let rendered = err.render();
+    let (terminal, status) = if err.use_stderr() {
+        (ctx.stderr_is_terminal(), ExitStatus::Usage)
+    } else {
+        (ctx.stdout_is_terminal(), ExitStatus::Success)
+    };
+    let text = if terminal {
+        rendered.ansi().to_string()
+    } else {
+        rendered.to_string()
+    };
+    let stream = if err.use_stderr() { ctx.err() } else { ctx.out() };
+    let _ = stream.write_all(text.as_bytes());
+    status
+}
+
+fn run_command(cli: &Cli, ctx: &mut Context) -> ExitStatus {
+    let ui = &mut Ui::new(ctx, &cli.output);
     let result = match &cli.command {
-        Command::Repos(args) => look::repos(args, &cli.output),
-        Command::Tags(args) => look::tags(args, &cli.output),
-        Command::Inspect(args) => look::inspect(args, &cli.output),
-        Command::Du(args) => look::du(args, &cli.output),
-        Command::Plan(args) => retention::plan(args, &cli.output),
-        Command::Apply(args) => retention::apply(args, &cli.output),
-        Command::Rm(args) => retention::rm(args, &cli.output),
-        Command::Restore(args) => retention::restore(args, &cli.output),
+        Command::Repos(args) => look::repos(args, ui),
+        Command::Tags(args) => look::tags(args, ui),
+        Command::Inspect(args) => look::inspect(args, ui),
+        Command::Du(args) => look::du(args, ui),
+        Command::Plan(args) => retention::plan(args, ui),
+        Command::Apply(args) => retention::apply(args, ui),
+        Command::Rm(args) => retention::rm(args, ui),
+        Command::Restore(args) => retention::restore(args, ui),
         // With `--json`, a failure before the document is printed still prints one document.
-        Command::Policy(args) => output::with_json_error(&cli.output, || policy::run(args, &cli.output)),
-        Command::Gc(args) => output::with_json_error(&cli.output, || gc::run(args, &cli.output)),
-        Command::Probe(args) => output::with_json_error(&cli.output, || probe::run(args, &cli.output)),
-        Command::Completions(args) => completions::run(args),
-        Command::Man(args) => man::run(args, &cli.output),
+        Command::Policy(args) => output::with_json_error(ui, |ui| policy::run(args, ui)),
+        Command::Gc(args) => output::with_json_error(ui, |ui| gc::run(args, ui)),
+        Command::Probe(args) => output::with_json_error(ui, |ui| probe::run(args, ui)),
+        Command::Completions(args) => completions::run(args, ui),
+        Command::Man(args) => man::run(args, ui),
     };
     match result {
-        Ok(code) => ExitCode::from(code),
-        Err(err) if is_broken_pipe(&err) => ExitCode::from(exit::OK),
+        Ok(status) => status,
+        Err(err) if is_broken_pipe(&err) => ExitStatus::Success,
         Err(err) => {
-            eprintln!("error: {}", output::error_line(&err));
-            let usage = err.downcast_ref::<UsageError>().is_some();
-            ExitCode::from(if usage { exit::USAGE } else { exit::ERROR })
+            let _ = writeln!(ui.err(), "error: {}", output::error_line(&err));
+            if err.downcast_ref::<UsageError>().is_some() {
+                ExitStatus::Usage
+            } else {
+                ExitStatus::Failure
+            }
         }
     }
 }
@@ -173,7 +207,8 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-fn init_logging(output: &OutputArgs) {
+/// Log lines on the context's stderr, at the level `-v`/`-q` ask for, or as `REGSWEEP_LOG` says.
+fn log_subscriber(output: &OutputArgs, ctx: &Context) -> impl tracing::Subscriber + Send + Sync + 'static {
     let level = match (output.quiet, output.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -181,13 +216,16 @@ fn init_logging(output: &OutputArgs) {
         (false, 2) => "debug",
         (false, _) => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("REGSWEEP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("regsweep={level}")));
+    let filter = ctx
+        .env()
+        .get("REGSWEEP_LOG")
+        .and_then(|filter| tracing_subscriber::EnvFilter::try_new(filter).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(format!("regsweep={level}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(ctx.stderr_stream())
         // Colour codes only for a person at a terminal, never into a log file or a pipe.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ctx.stderr_is_terminal())
         .with_target(false)
-        .init();
+        .finish()
 }

@@ -1,26 +1,28 @@
 //! Output helpers: JSON on stdout, human sizes, tables, progress bars on a terminal, and error
 //! messages with each cause said once.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use comfy_table::{Table, presets};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use regsweep::look::Progress;
-use regsweep::policy::{Location, PolicyError};
-use regsweep::registry::credentials::CredentialsError;
-use regsweep::registry::{Advice, RegistryError};
-use serde::Serialize;
 
-use super::{OutputArgs, UsageError};
+use super::{ExitStatus, Ui, UsageError};
+use crate::policy::{Location, PolicyError};
+use crate::progress::Progress;
+use crate::registry::credentials::CredentialsError;
+use crate::registry::{Advice, RegistryError};
 
 /// Runs a command; with `--json`, a failure before the command printed its document still
 /// prints one: the error document (docs/json.md).
-pub fn with_json_error(output: &OutputArgs, run: impl FnOnce() -> anyhow::Result<u8>) -> anyhow::Result<u8> {
-    let result = run();
-    if output.json
+pub fn with_json_error(
+    ui: &mut Ui<'_>,
+    run: impl FnOnce(&mut Ui<'_>) -> anyhow::Result<ExitStatus>,
+) -> anyhow::Result<ExitStatus> {
+    let result = run(ui);
+    if ui.json()
         && let Err(err) = &result
     {
-        print_json(&error_document(err))?;
+        ui.print_json(&error_document(err))?;
     }
     result
 }
@@ -57,14 +59,6 @@ fn policy_error(err: &PolicyError) -> serde_json::Value {
     out
 }
 
-/// Prints `value` as pretty JSON on stdout.
-pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
-    Ok(())
-}
-
 /// Bytes in binary units, e.g. `1.5 MiB`.
 pub fn size(bytes: u64) -> String {
     bytesize::ByteSize(bytes).display().iec().to_string()
@@ -98,33 +92,38 @@ pub fn table(header: &[&str]) -> Table {
 }
 
 /// Prints a table without trailing spaces.
-pub fn print_table(table: &mut Table) {
-    print_table_with_notes(table, &[], "");
+pub fn print_table(out: &mut impl Write, table: &mut Table) -> std::io::Result<()> {
+    print_table_with_notes(out, table, &[], "")
 }
 
 /// Prints a table like [`print_table`], with a note on its own line under some rows
 /// (`notes[i]` under row `i`), indented by `indent`.
-pub fn print_table_with_notes(table: &mut Table, notes: &[Option<String>], indent: &str) {
+pub fn print_table_with_notes(
+    out: &mut impl Write,
+    table: &mut Table,
+    notes: &[Option<String>],
+    indent: &str,
+) -> std::io::Result<()> {
     // Columns separated by two spaces and no indent, like `docker images`.
     for column in table.column_iter_mut() {
         column.set_padding((0, 2));
     }
     // One line for the header, then one per row: no cell holds a line break.
     for (i, line) in table.lines().enumerate() {
-        println!("{}", line.trim_end());
+        writeln!(out, "{}", line.trim_end())?;
         if let Some(Some(note)) = i.checked_sub(1).and_then(|row| notes.get(row)) {
-            println!("{indent}{note}");
+            writeln!(out, "{indent}{note}")?;
         }
     }
+    Ok(())
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal and output is not quieted.
 pub struct Bar(ProgressBar);
 
 impl Bar {
-    pub fn new(output: &OutputArgs, what: &str) -> Self {
-        let visible = !output.quiet && !output.no_progress && std::io::stderr().is_terminal();
-        if !visible {
+    pub fn new(ui: &Ui<'_>, what: &str) -> Self {
+        if !ui.shows_progress() {
             return Self(ProgressBar::hidden());
         }
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
@@ -189,7 +188,6 @@ fn advice_text(advice: Advice) -> &'static str {
              registry's own certificate when it is self-signed; or --insecure to skip verification)"
         }
         Advice::IgnoreCredentialFiles => " (or pass --no-creds to ignore the credential files)",
-        _ => "",
     }
 }
 
@@ -256,12 +254,12 @@ mod tests {
 
     #[test]
     fn the_error_document_lists_each_policy_mistake_with_its_place() {
-        let flags = regsweep::policy::PolicyFlags {
+        let flags = crate::policy::PolicyFlags {
             keep_newest: Some(0),
             older_than: Some("3x".into()),
             ..Default::default()
         };
-        let errors = regsweep::policy::Policy::from_flags(&flags).unwrap_err();
+        let errors = crate::policy::Policy::from_flags(&flags).unwrap_err();
         let doc = error_document(&anyhow::Error::new(UsageError::policy(errors)));
         assert_eq!(doc["error"]["code"], "usage");
         let listed = doc["error"]["errors"].as_array().expect("a list of errors");
@@ -284,7 +282,7 @@ mod tests {
     fn hints_come_from_the_cli() {
         let err = anyhow::Error::new(RegistryError::Connect {
             host: "r:1".into(),
-            request: regsweep::registry::RequestInfo {
+            request: crate::registry::RequestInfo {
                 method: "GET".into(),
                 url: "https://r:1/v2/".into(),
             },
@@ -296,7 +294,7 @@ mod tests {
         assert!(line.contains("--ca-file"), "{line}");
 
         let err = anyhow::Error::new(RegistryError::Unauthorized {
-            request: regsweep::registry::RequestInfo {
+            request: crate::registry::RequestInfo {
                 method: "GET".into(),
                 url: "http://r:1/v2/a/tags/list".into(),
             },

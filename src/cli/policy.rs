@@ -2,13 +2,13 @@
 //! ([`PolicyArgs`]): a policy file or the flags for one simple rule. Files (the policy and its
 //! digests files) are read here; the library only parses text.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::policy::{Order, Policy, PolicyFlags, PolicySummary};
 use clap::{Args, Subcommand};
-use regsweep::policy::{Order, Policy, PolicyFlags, PolicySummary};
 
-use super::output::print_json;
-use super::{OutputArgs, UsageError, exit};
+use super::{ExitStatus, Ui, UsageError};
 
 const CHECK_AFTER_HELP: &str = "\
 Checks the policy without contacting a registry: the YAML, every key, glob, regex, version range, \
@@ -214,21 +214,21 @@ fn attach_digests_files(policy: &mut Policy, base: &Path) -> anyhow::Result<()> 
     Ok(())
 }
 
-pub fn run(command: &PolicyCommand, output: &OutputArgs) -> anyhow::Result<u8> {
+pub fn run(command: &PolicyCommand, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
     match &command.command {
-        PolicySubcommand::Check(args) => check(args, output),
+        PolicySubcommand::Check(args) => check(args, ui),
     }
 }
 
-fn check(args: &CheckArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+fn check(args: &CheckArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
     let policy = load_file(&args.file)?;
     let summary = policy.summary();
-    if output.json {
-        print_json(&summary)?;
+    if ui.json() {
+        ui.print_json(&summary)?;
     } else {
-        print!("{}", render(&summary));
+        write!(ui.out(), "{}", render(&summary))?;
     }
-    Ok(exit::OK)
+    Ok(ExitStatus::Success)
 }
 
 /// The summary as text: one block per rule, selectors in words.

@@ -1,13 +1,12 @@
 //! `regsweep probe REGISTRY[/REPO]`: what the registry allows and what regsweep will use there.
 
+use crate::probe::{AuthKind, Capabilities};
+use crate::reference::Location;
+use crate::registry::delete::UntagMethod;
 use clap::Args;
-use regsweep::probe::{AuthKind, Capabilities};
-use regsweep::reference::Location;
-use regsweep::registry::delete::UntagMethod;
 
 use super::connect::{RegistryArgs, runtime};
-use super::output::print_json;
-use super::{OutputArgs, UsageError, exit};
+use super::{ExitStatus, Ui, UsageError};
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
@@ -20,28 +19,29 @@ pub struct ProbeArgs {
     pub connection: RegistryArgs,
 }
 
-pub fn run(args: &ProbeArgs, output: &OutputArgs) -> anyhow::Result<u8> {
+pub fn run(args: &ProbeArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
     let location = Location::parse(&args.location).map_err(UsageError::from)?;
+    let connector = args.connection.connector(ui)?;
     let caps = runtime()?.block_on(async {
-        let options = args.connection.client_options(&location.registry).await?;
+        let options = connector.client_options(&location.registry).await?;
         let repository = location.repository.as_ref().map(|r| r.to_string());
-        anyhow::Ok(regsweep::probe::probe(&location.registry, &options, repository.as_deref()).await?)
+        anyhow::Ok(crate::probe::probe(&location.registry, &options, repository.as_deref()).await?)
     })?;
-    if output.json {
-        print_json(&caps)?;
+    if ui.json() {
+        ui.print_json(&caps)?;
     } else {
-        print_human(&caps);
+        print_human(ui.out(), &caps)?;
     }
-    Ok(exit::OK)
+    Ok(ExitStatus::Success)
 }
 
-fn print_human(caps: &Capabilities) {
+fn print_human(out: &mut impl std::io::Write, caps: &Capabilities) -> std::io::Result<()> {
     let yes_no = |value: Option<bool>, yes: &str, no: &str| match value {
         Some(true) => yes.to_owned(),
         Some(false) => no.to_owned(),
         None => "unknown".to_owned(),
     };
-    println!("Registry:       {} ({})", caps.registry, caps.scheme);
+    writeln!(out, "Registry:       {} ({})", caps.registry, caps.scheme)?;
     let auth = match &caps.auth {
         AuthKind::None => "none (anonymous access)".to_owned(),
         AuthKind::Basic { .. } => "basic (username and password on every request)".to_owned(),
@@ -55,52 +55,57 @@ fn print_human(caps: &Capabilities) {
         AuthKind::Other { challenge } => format!("unsupported challenge: {challenge}"),
         AuthKind::Unknown { reason } => format!("unknown ({reason})"),
     };
-    println!("Auth:           {auth}");
+    writeln!(out, "Auth:           {auth}")?;
     let catalog = match (caps.catalog, caps.repositories, caps.catalog_page_limit) {
         (Some(true), Some(repos), Some(limit)) => {
             format!("yes, {repos} repositories; pages of up to {limit} accepted")
         }
         (other, ..) => yes_no(other, "yes", "no"),
     };
-    println!("Catalog:        {catalog}");
+    writeln!(out, "Catalog:        {catalog}")?;
     if let Some(repo) = &caps.probe_repository {
-        println!("Checked in:     {repo}");
+        writeln!(out, "Checked in:     {repo}")?;
     }
-    println!(
+    writeln!(
+        out,
         "Read-only:      {}",
         yes_no(caps.read_only, "yes (pushes and deletes refused)", "no")
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "Deletes:        {}",
         yes_no(
             caps.deletes_enabled,
             "enabled",
             "disabled (storage.delete.enabled: false)"
         )
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "Delete by tag:  {}",
         yes_no(
             caps.delete_by_tag,
             "yes, and other tags on the digest survive",
             "no"
         )
-    );
+    )?;
     let untag = match caps.untag_method {
         Some(UntagMethod::DeleteByTag) => "OCI DELETE by tag",
         Some(UntagMethod::Placeholder) => "point the tag at a placeholder image, then delete that by digest",
         None => "none possible (deletes do not work here)",
     };
-    println!("Untag with:     {untag}");
-    println!(
+    writeln!(out, "Untag with:     {untag}")?;
+    writeln!(
+        out,
         "Referrers:      {}",
         yes_no(
             caps.referrers_api,
             "OCI referrers API",
             "no API; sha256-<digest> tags are read instead"
         )
-    );
+    )?;
     for note in &caps.notes {
-        println!("note: {note}");
+        writeln!(out, "note: {note}")?;
     }
+    Ok(())
 }

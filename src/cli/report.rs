@@ -2,12 +2,13 @@
 
 use std::path::Path;
 
+use crate::look;
+use crate::look::du::DuReport;
+use crate::plan::Plan;
+use crate::progress::Progress;
+use crate::registry::Client;
+use crate::report::{self, html};
 use anyhow::Context;
-use regsweep::look::du::DuReport;
-use regsweep::look::{self, Progress};
-use regsweep::plan::Plan;
-use regsweep::registry::Client;
-use regsweep::report::{self, html};
 
 /// `du`'s scan. With an HTML path the images are sized too and the page is written there.
 pub async fn du(
@@ -16,12 +17,16 @@ pub async fn du(
     concurrency: usize,
     progress: &dyn Progress,
     html_path: Option<&Path>,
+    now: jiff::Timestamp,
 ) -> anyhow::Result<DuReport> {
     let Some(path) = html_path else {
         return Ok(look::du::du(client, repositories, concurrency, progress).await);
     };
     let scan = report::du_with_images(client, repositories, concurrency, progress).await;
-    write(path, &html::du_page(client.registry().host(), &scan, &now()))?;
+    write(
+        path,
+        &html::du_page(client.registry().host(), &scan, &generated_at(now)),
+    )?;
     Ok(scan.report)
 }
 
@@ -37,9 +42,9 @@ fn write(path: &Path, page: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn now() -> String {
-    jiff::Timestamp::now()
-        .round(jiff::Unit::Second)
+/// When the page was made, to the second.
+fn generated_at(now: jiff::Timestamp) -> String {
+    now.round(jiff::Unit::Second)
         .map(|t| t.to_string())
         .unwrap_or_default()
 }

@@ -1,24 +1,24 @@
 //! The retention commands: `plan`, `apply`, `rm` and `restore`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
+use crate::apply::{self, ApplyOptions, ApplyReport};
+use crate::plan::{Action, Plan, TagAction};
+use crate::policy::Policy;
+use crate::reference::{ImageRef, Location, RegistryAddr};
+use crate::registry::Client;
+use crate::retention::{self, Removal};
 use anyhow::Context;
 use clap::Args;
-use regsweep::apply::{self, ApplyOptions, ApplyReport};
-use regsweep::plan::{Action, Plan, TagAction};
-use regsweep::policy::Policy;
-use regsweep::reference::{ImageRef, Location, RegistryAddr};
-use regsweep::registry::Client;
-use regsweep::retention::{self, Removal};
 
 use super::connect::{RegistryArgs, runtime};
 use super::fold;
-use super::output::{Bar, plural, print_json, print_table_with_notes, size, table, with_json_error};
+use super::output::{Bar, plural, print_table_with_notes, size, table, with_json_error};
 use super::policy::PolicyArgs;
 use super::storage::{self as on_storage, Opened, StorageArgs, StorageRef, StorageWriteArgs};
-use super::{OutputArgs, UsageError, exit};
+use super::{ExitStatus, Ui, UsageError};
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -151,27 +151,20 @@ async fn make_plan(
     policy: &Policy,
     repos: Option<Vec<String>>,
     concurrency: usize,
-    output: &OutputArgs,
+    ui: &mut Ui<'_>,
 ) -> anyhow::Result<Plan> {
     let repositories = match repos {
         Some(repos) => repos,
         None => client.catalog().await?,
     };
-    let bar = Bar::new(output, "scanning");
-    let plan = retention::plan_with_policy(
-        client,
-        policy,
-        &repositories,
-        concurrency,
-        jiff::Timestamp::now(),
-        &bar,
-    )
-    .await;
+    let bar = Bar::new(ui, "scanning");
+    let plan =
+        retention::plan_with_policy(client, policy, &repositories, concurrency, ui.timestamp(), &bar).await;
     bar.finish();
     // Read errors are failures: they go to stderr too, whatever the output format.
     for repo in &plan.repositories {
         for err in &repo.errors {
-            eprintln!("error: {}: {err}", repo.repository);
+            writeln!(ui.err(), "error: {}: {err}", repo.repository)?;
         }
     }
     Ok(plan)
@@ -182,21 +175,15 @@ fn make_storage_plan(
     opened: &Opened,
     policy: &Policy,
     inputs: &[String],
-    output: &OutputArgs,
+    ui: &mut Ui<'_>,
 ) -> anyhow::Result<Plan> {
-    let repositories = on_storage::repositories(inputs, &opened.storage)?;
-    let bar = Bar::new(output, "reading storage");
-    let plan = retention::plan_on_storage(
-        &opened.storage,
-        policy,
-        &repositories,
-        jiff::Timestamp::now(),
-        &bar,
-    );
+    let repositories = on_storage::repositories(ui, inputs, &opened.storage)?;
+    let bar = Bar::new(ui, "reading storage");
+    let plan = retention::plan_on_storage(&opened.storage, policy, &repositories, ui.timestamp(), &bar);
     bar.finish();
     for repo in &plan.repositories {
         for err in &repo.errors {
-            eprintln!("error: {}: {err}", repo.repository);
+            writeln!(ui.err(), "error: {}: {err}", repo.repository)?;
         }
     }
     Ok(plan)
@@ -215,22 +202,22 @@ fn refuse_push_times(policy: &Policy) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn plan(args: &PlanArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    with_json_error(output, || plan_command(args, output))
+pub fn plan(args: &PlanArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    with_json_error(ui, |ui| plan_command(args, ui))
 }
 
-fn plan_command(args: &PlanArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    let plan = if let Some(opened) = args.storage.open()? {
+fn plan_command(args: &PlanArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    let plan = if let Some(opened) = args.storage.open(ui.env())? {
         let policy = args.policy.load()?;
-        make_storage_plan(&opened, &policy, &args.targets, output)?
+        make_storage_plan(&opened, &policy, &args.targets, ui)?
     } else {
         let (registry, repos) = targets(&args.targets)?;
         // A bad policy is a usage error, found before any network traffic.
         let policy = args.policy.load()?;
         refuse_push_times(&policy)?;
         runtime()?.block_on(async {
-            let client = args.connection.connect(&registry).await?;
-            make_plan(&client, &policy, repos, args.connection.concurrency(), output).await
+            let client = args.connection.connector(ui)?.connect(&registry).await?;
+            make_plan(&client, &policy, repos, args.connection.concurrency(), ui).await
         })?
     };
     if let Some(path) = &args.output {
@@ -240,22 +227,23 @@ fn plan_command(args: &PlanArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     if let Some(path) = &args.html {
         super::report::plan(path, &plan)?;
     }
-    if output.json {
-        print_json(&plan)?;
+    if ui.json() {
+        ui.print_json(&plan)?;
     } else {
-        print_plan(&plan, args.all);
+        print_plan(ui.out(), &plan, args.all)?;
         if let Some(path) = &args.output {
-            println!(
+            writeln!(
+                ui.out(),
                 "Plan written to {}; carry it out with `regsweep apply {}`.",
                 path.display(),
                 path.display()
-            );
+            )?;
         }
     }
     Ok(if plan.totals.repositories_with_errors > 0 {
-        exit::ERROR
+        ExitStatus::Failure
     } else {
-        exit::OK
+        ExitStatus::Success
     })
 }
 
@@ -267,7 +255,7 @@ fn action_word(action: TagAction) -> &'static str {
     }
 }
 
-fn print_plan(plan: &Plan, all: bool) {
+fn print_plan(out: &mut impl Write, plan: &Plan, all: bool) -> std::io::Result<()> {
     let mut untouched = 0;
     for repo in &plan.repositories {
         let changes = repo.tags.iter().any(|t| t.action != TagAction::Keep);
@@ -285,12 +273,12 @@ fn print_plan(plan: &Plan, all: bool) {
             .as_deref()
             .map(|r| format!("  ({r})"))
             .unwrap_or_default();
-        println!("{}{rule}", repo.repository);
+        writeln!(out, "{}{rule}", repo.repository)?;
         for e in &repo.errors {
-            println!("  read error: {e}");
+            writeln!(out, "  read error: {e}")?;
         }
         if let Some(refused) = &repo.refused {
-            println!("  refused: {refused}");
+            writeln!(out, "  refused: {refused}")?;
         }
         for leftover in leftovers {
             if let Action::RemovePlaceholder {
@@ -303,10 +291,11 @@ fn print_plan(plan: &Plan, all: bool) {
                     .as_ref()
                     .map(|d| format!(" (an interrupted untag from {})", d.short()))
                     .unwrap_or_default();
-                println!(
+                writeln!(
+                    out,
                     "  leftover: tag `{tag}` points at regsweep's placeholder {}{was}; apply removes it",
                     placeholder.short()
-                );
+                )?;
             }
         }
         let mut t = table(&["  TAG", "DIGEST", "ACTION", "REASON"]);
@@ -335,7 +324,7 @@ fn print_plan(plan: &Plan, all: bool) {
             notes.push(shown.note);
         }
         if t.row_count() > 0 {
-            print_table_with_notes(&mut t, &notes, "    ");
+            print_table_with_notes(out, &mut t, &notes, "    ")?;
         }
         let manifests = repo
             .actions
@@ -348,29 +337,33 @@ fn print_plan(plan: &Plan, all: bool) {
             .filter(|a| matches!(a, Action::DeleteManifest { tags, .. } if tags.is_empty()))
             .count();
         if manifests > 0 {
-            println!(
+            writeln!(
+                out,
                 "  deletes {} ({untagged_manifests} untagged: index children and referrers); frees {}",
                 plural(manifests, "manifest", "manifests"),
                 size(repo.bytes_freed)
-            );
+            )?;
         }
-        println!();
+        writeln!(out)?;
     }
     if untouched > 0 {
-        println!(
+        writeln!(
+            out,
             "{} unchanged (use --all to list their tags)",
             plural(untouched, "repository", "repositories")
-        );
+        )?;
     }
-    println!("{}", plan_summary(plan));
+    writeln!(out, "{}", plan_summary(plan))?;
     let t = &plan.totals;
     if t.repositories_refused > 0 || t.repositories_with_errors > 0 {
-        println!(
+        writeln!(
+            out,
             "Nothing is deleted in {} refused by a guard and {} with read errors.",
             plural(t.repositories_refused, "repository", "repositories"),
             t.repositories_with_errors
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// The plan's last line: what it keeps, deletes and frees.
@@ -388,32 +381,32 @@ fn plan_summary(plan: &Plan) -> String {
     )
 }
 
-pub fn apply(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    with_json_error(output, || apply_command(args, output))
+pub fn apply(args: &ApplyArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    with_json_error(ui, |ui| apply_command(args, ui))
 }
 
-fn apply_command(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    if args.gc && output.json {
+fn apply_command(args: &ApplyArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    if args.gc && ui.json() {
         return Err(UsageError::new(
             "--gc with --json would print two documents; run `regsweep gc --json` after `apply --json`",
         )
         .into());
     }
     let from_policy = args.policy.is_given();
-    let opened = args.storage.open()?;
+    let opened = args.storage.open(ui.env())?;
     let rt = runtime()?;
     let (client, plan) = match (&opened, from_policy) {
         (Some(opened), true) => {
             let policy = args.policy.load()?;
-            (None, make_storage_plan(opened, &policy, &args.inputs, output)?)
+            (None, make_storage_plan(opened, &policy, &args.inputs, ui)?)
         }
         (None, true) => {
             let (registry, repos) = targets(&args.inputs)?;
             let policy = args.policy.load()?;
             refuse_push_times(&policy)?;
             rt.block_on(async {
-                let client = args.connection.connect(&registry).await?;
-                let plan = make_plan(&client, &policy, repos, args.connection.concurrency(), output).await?;
+                let client = args.connection.connector(ui)?.connect(&registry).await?;
+                let plan = make_plan(&client, &policy, repos, args.connection.concurrency(), ui).await?;
                 anyhow::Ok((Some(client), plan))
             })?
         }
@@ -439,36 +432,36 @@ fn apply_command(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
                 // A plan file that names invalid repositories is refused before connecting.
                 apply::validate(&plan, registry.host())
                     .map_err(|e| UsageError::new(format!("{file}: {e}")))?;
-                (Some(rt.block_on(args.connection.connect(&registry))?), plan)
+                (
+                    Some(rt.block_on(args.connection.connector(ui)?.connect(&registry))?),
+                    plan,
+                )
             }
         }
     };
-    if !output.json {
-        print_plan(&plan, false);
+    if !ui.json() {
+        print_plan(ui.out(), &plan, false)?;
     }
     // Counted from the actions, not from the file's totals, which nothing checks.
     let (untags, deletes, leftovers) = plan.distinct_actions();
     if untags + deletes + leftovers == 0 {
-        if output.json {
-            print_json(&ApplyReport::default())?;
+        if ui.json() {
+            ui.print_json(&ApplyReport::default())?;
         } else {
-            println!("Nothing to do.");
+            writeln!(ui.out(), "Nothing to do.")?;
         }
-        return Ok(exit::OK);
+        return Ok(ExitStatus::Success);
     }
     if let Some(opened) = &opened {
-        args.storage.check_registry_stopped(
-            &args.connection.ca_file,
-            args.connection.insecure,
-            output.quiet,
-        )?;
+        args.storage
+            .check_registry_stopped(ui, &args.connection.ca_file, args.connection.insecure)?;
         if !args.yes {
-            confirm(&confirm_question(&plan, &opened.described))?;
+            confirm(ui, &confirm_question(&plan, &opened.described))?;
         }
     } else if !args.yes {
-        confirm(&confirm_question(&plan, &plan.registry))?;
+        confirm(ui, &confirm_question(&plan, &plan.registry))?;
     }
-    let bar = Bar::new(output, "applying");
+    let bar = Bar::new(ui, "applying");
     let options = ApplyOptions {
         concurrency: args.connection.concurrency(),
         backup: args.backup.clone(),
@@ -481,15 +474,15 @@ fn apply_command(args: &ApplyArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         (None, None) => anyhow::bail!("no registry to apply the plan to"),
     };
     bar.finish();
-    let code = finish(&report, output)?;
+    let code = finish(&report, ui)?;
     if let Some(target) = &args.storage.target.storage {
         if args.gc && !report.deleted.is_empty() {
             // The collection ends with its own reminder to restart the registry.
-            let gc_code = collect_after_apply(target, &args.grace, &args.storage, &args.connection, output)?;
+            let gc_code = collect_after_apply(target, &args.grace, &args.storage, &args.connection, ui)?;
             return Ok(code.max(gc_code));
         }
-        if !output.quiet && report.changed_anything() {
-            on_storage::restart_reminder();
+        if !ui.quiet() && report.changed_anything() {
+            on_storage::restart_reminder(ui)?;
         }
     }
     Ok(code)
@@ -522,8 +515,8 @@ fn collect_after_apply(
     grace: &str,
     storage: &StorageWriteArgs,
     connection: &RegistryArgs,
-    output: &OutputArgs,
-) -> anyhow::Result<u8> {
+    ui: &mut Ui<'_>,
+) -> anyhow::Result<ExitStatus> {
     #[derive(clap::Parser)]
     struct Gc {
         #[command(flatten)]
@@ -543,25 +536,24 @@ fn collect_after_apply(
         }
     }
     let gc = <Gc as clap::Parser>::try_parse_from(argv).map_err(|e| UsageError::new(e.to_string()))?;
-    if !output.quiet {
-        println!();
-        println!("Collecting garbage on {target}:");
+    if !ui.quiet() {
+        writeln!(ui.out())?;
+        writeln!(ui.out(), "Collecting garbage on {target}:")?;
     }
-    super::gc::run(&gc.args, output)
+    super::gc::run(&gc.args, ui)
 }
 
 /// Asks on the terminal; refuses without one.
-fn confirm(question: &str) -> anyhow::Result<()> {
-    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+fn confirm(ui: &mut Ui<'_>, question: &str) -> anyhow::Result<()> {
+    if !ui.can_ask() {
         return Err(UsageError::new(
             "refusing to delete without confirmation: not on a terminal; pass --yes",
         )
         .into());
     }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
+    write!(ui.err(), "{question} [y/N] ")?;
+    ui.err().flush()?;
+    let answer = ui.read_line()?.unwrap_or_default();
     if matches!(answer.trim(), "y" | "Y" | "yes") {
         Ok(())
     } else {
@@ -569,28 +561,28 @@ fn confirm(question: &str) -> anyhow::Result<()> {
     }
 }
 
-fn finish(report: &ApplyReport, output: &OutputArgs) -> anyhow::Result<u8> {
-    if output.json {
-        print_json(report)?;
+fn finish(report: &ApplyReport, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    if ui.json() {
+        ui.print_json(report)?;
     } else {
         for c in &report.cleaned {
-            println!("cleaned {}:{}: {}", c.repository, c.target, c.detail);
+            writeln!(ui.out(), "cleaned {}:{}: {}", c.repository, c.target, c.detail)?;
         }
         for s in &report.skipped {
-            println!("skipped {} {}: {}", s.repository, s.target, s.detail);
+            writeln!(ui.out(), "skipped {} {}: {}", s.repository, s.target, s.detail)?;
         }
         for f in report.refused.iter().chain(&report.failed) {
-            eprintln!("failed {} {}: {}", f.repository, f.target, f.detail);
+            writeln!(ui.err(), "failed {} {}: {}", f.repository, f.target, f.detail)?;
         }
         for repository in &report.removed_repositories {
-            println!("removed the empty repository {repository}");
+            writeln!(ui.out(), "removed the empty repository {repository}")?;
         }
-        println!("{}", apply_summary(report));
+        writeln!(ui.out(), "{}", apply_summary(report))?;
     }
     Ok(if report.is_success() {
-        exit::OK
+        ExitStatus::Success
     } else {
-        exit::ERROR
+        ExitStatus::Failure
     })
 }
 
@@ -632,13 +624,13 @@ fn untag_method_words(method: apply::UntagMethod) -> &'static str {
     }
 }
 
-pub fn rm(args: &RmArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    with_json_error(output, || rm_command(args, output))
+pub fn rm(args: &RmArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    with_json_error(ui, |ui| rm_command(args, ui))
 }
 
-fn rm_command(args: &RmArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    if let Some(opened) = args.storage.open()? {
-        return rm_on_storage(args, &opened, output);
+fn rm_command(args: &RmArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    if let Some(opened) = args.storage.open(ui.env())? {
+        return rm_on_storage(args, &opened, ui);
     }
     let mut registry: Option<RegistryAddr> = None;
     let mut removals: BTreeMap<String, Removal> = BTreeMap::new();
@@ -660,7 +652,7 @@ fn rm_command(args: &RmArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let registry = registry.ok_or_else(|| UsageError::new("name what to remove"))?;
     let concurrency = args.connection.concurrency();
     let rt = runtime()?;
-    let client = rt.block_on(args.connection.connect(&registry))?;
+    let client = rt.block_on(args.connection.connector(ui)?.connect(&registry))?;
     // Every repository is planned before anything is removed, so that a refusal in one leaves
     // all of them untouched; the plans are then applied as one, with one report.
     let mut plans = Vec::new();
@@ -677,7 +669,7 @@ fn rm_command(args: &RmArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         return Err(UsageError::new("name what to remove").into());
     };
     if args.dry_run {
-        return show_dry_run(&plan, output);
+        return show_dry_run(&plan, ui);
     }
     let options = ApplyOptions {
         concurrency,
@@ -685,18 +677,13 @@ fn rm_command(args: &RmArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         force: args.force,
         remove_empty_repositories: false,
     };
-    let report = rt.block_on(apply::apply(
-        &client,
-        &plan,
-        &options,
-        &regsweep::look::NoProgress,
-    ))?;
-    print_removed(&report, output);
-    finish(&report, output)
+    let report = rt.block_on(apply::apply(&client, &plan, &options, &crate::look::NoProgress))?;
+    print_removed(&report, ui)?;
+    finish(&report, ui)
 }
 
 /// `rm --storage`: the same planning and review, carried out on the storage.
-fn rm_on_storage(args: &RmArgs, opened: &Opened, output: &OutputArgs) -> anyhow::Result<u8> {
+fn rm_on_storage(args: &RmArgs, opened: &Opened, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
     let mut removals: BTreeMap<String, Removal> = BTreeMap::new();
     for input in &args.references {
         let reference = StorageRef::parse(input)?;
@@ -707,7 +694,7 @@ fn rm_on_storage(args: &RmArgs, opened: &Opened, output: &OutputArgs) -> anyhow:
             reference.digest.as_ref(),
         );
     }
-    let now = jiff::Timestamp::now();
+    let now = ui.timestamp();
     let plans = removals
         .iter()
         .map(|(repository, removal)| {
@@ -718,30 +705,30 @@ fn rm_on_storage(args: &RmArgs, opened: &Opened, output: &OutputArgs) -> anyhow:
         return Err(UsageError::new("name what to remove").into());
     };
     if args.dry_run {
-        return show_dry_run(&plan, output);
+        return show_dry_run(&plan, ui);
     }
     args.storage
-        .check_registry_stopped(&args.connection.ca_file, args.connection.insecure, output.quiet)?;
+        .check_registry_stopped(ui, &args.connection.ca_file, args.connection.insecure)?;
     let options = ApplyOptions {
         concurrency: args.connection.concurrency(),
         backup: args.backup.clone(),
         force: args.force,
         remove_empty_repositories: args.remove_empty_repositories,
     };
-    let report = apply::apply_on_storage(&opened.storage, &plan, &options, &regsweep::look::NoProgress)?;
-    print_removed(&report, output);
-    let code = finish(&report, output)?;
-    if !output.quiet && report.changed_anything() {
-        on_storage::restart_reminder();
+    let report = apply::apply_on_storage(&opened.storage, &plan, &options, &crate::look::NoProgress)?;
+    print_removed(&report, ui)?;
+    let code = finish(&report, ui)?;
+    if !ui.quiet() && report.changed_anything() {
+        on_storage::restart_reminder(ui)?;
     }
     Ok(code)
 }
 
 fn add_removal(
     removals: &mut BTreeMap<String, Removal>,
-    repository: &regsweep::reference::Repository,
-    tag: Option<&regsweep::reference::Tag>,
-    digest: Option<&regsweep::digest::Digest>,
+    repository: &crate::reference::Repository,
+    tag: Option<&crate::reference::Tag>,
+    digest: Option<&crate::digest::Digest>,
 ) {
     let removal = removals.entry(repository.to_string()).or_default();
     match (digest, tag) {
@@ -762,18 +749,18 @@ fn merged(plans: Vec<Plan>) -> Option<Plan> {
     Some(plan)
 }
 
-fn show_dry_run(plan: &Plan, output: &OutputArgs) -> anyhow::Result<u8> {
-    if output.json {
-        print_json(plan)?;
+fn show_dry_run(plan: &Plan, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    if ui.json() {
+        ui.print_json(plan)?;
     } else {
-        print_plan(plan, false);
+        print_plan(ui.out(), plan, false)?;
     }
-    Ok(exit::OK)
+    Ok(ExitStatus::Success)
 }
 
-fn print_removed(report: &ApplyReport, output: &OutputArgs) {
-    if output.json {
-        return;
+fn print_removed(report: &ApplyReport, ui: &mut Ui<'_>) -> std::io::Result<()> {
+    if ui.json() {
+        return Ok(());
     }
     for d in &report.deleted {
         let tags = if d.tags.is_empty() {
@@ -781,23 +768,24 @@ fn print_removed(report: &ApplyReport, output: &OutputArgs) {
         } else {
             format!("tags: {}", d.tags.join(", "))
         };
-        println!("deleted {}{} ({tags})", d.repository, d.target);
+        writeln!(ui.out(), "deleted {}{} ({tags})", d.repository, d.target)?;
     }
     for u in &report.untagged {
         let how = report
             .untag_method
             .map(untag_method_words)
             .unwrap_or("on storage");
-        println!("untagged {}:{} ({how})", u.repository, u.target);
+        writeln!(ui.out(), "untagged {}:{} ({how})", u.repository, u.target)?;
     }
+    Ok(())
 }
 
-pub fn restore(args: &RestoreArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    with_json_error(output, || restore_command(args, output))
+pub fn restore(args: &RestoreArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    with_json_error(ui, |ui| restore_command(args, ui))
 }
 
-fn restore_command(args: &RestoreArgs, output: &OutputArgs) -> anyhow::Result<u8> {
-    let opened = args.storage.open()?;
+fn restore_command(args: &RestoreArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
+    let opened = args.storage.open(ui.env())?;
     let registry = match (&opened, &args.registry) {
         (None, Some(registry)) => Some(RegistryAddr::parse(registry).map_err(UsageError::from)?),
         (None, None) => {
@@ -818,50 +806,48 @@ fn restore_command(args: &RestoreArgs, output: &OutputArgs) -> anyhow::Result<u8
     }
     let results = match (&opened, registry) {
         (Some(opened), _) => {
-            args.storage.check_registry_stopped(
-                &args.connection.ca_file,
-                args.connection.insecure,
-                output.quiet,
-            )?;
+            args.storage
+                .check_registry_stopped(ui, &args.connection.ca_file, args.connection.insecure)?;
             apply::restore_on_storage(&opened.storage, &entries)
         }
         (None, Some(registry)) => {
             let rt = runtime()?;
-            let client = rt.block_on(args.connection.connect(&registry))?;
+            let client = rt.block_on(args.connection.connector(ui)?.connect(&registry))?;
             rt.block_on(apply::restore(&client, &entries))
         }
         (None, None) => anyhow::bail!("no registry to restore into"),
     };
     let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-    if output.json {
+    if ui.json() {
         let restored: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
-        print_json(&serde_json::json!({ "restored": restored, "failed": failed }))?;
+        ui.print_json(&serde_json::json!({ "restored": restored, "failed": failed }))?;
     } else {
         for r in &results {
             match r {
-                Ok(what) => println!("restored {what}"),
-                Err(e) => eprintln!("failed {e}"),
+                Ok(what) => writeln!(ui.out(), "restored {what}")?,
+                Err(e) => writeln!(ui.err(), "failed {e}")?,
             }
         }
     }
-    if opened.is_some() && !output.quiet && results.iter().any(Result::is_ok) {
-        on_storage::restart_reminder();
+    if opened.is_some() && !ui.quiet() && results.iter().any(Result::is_ok) {
+        on_storage::restart_reminder(ui)?;
     }
     if failed.is_empty() {
-        Ok(exit::OK)
+        Ok(ExitStatus::Success)
     } else {
-        eprintln!(
+        writeln!(
+            ui.err(),
             "error: {} of {} could not be restored (were their blobs garbage-collected?)",
             failed.len(),
             plural(results.len(), "manifest", "manifests")
-        );
-        Ok(exit::ERROR)
+        )?;
+        Ok(ExitStatus::Failure)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use regsweep::apply::Done;
+    use crate::apply::Done;
 
     use super::*;
 

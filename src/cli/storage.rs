@@ -1,17 +1,19 @@
 //! `--storage TARGET`: the retention and look commands reading (and changing) the registry's
 //! storage itself instead of talking to its API, and the checks that go with changing it.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::digest::Digest;
+use crate::gc::probe::{Probe, probe_registry};
+use crate::reference::{Repository, Tag};
+use crate::registry::ClientOptions;
+use crate::storage::{self, Storage};
 use clap::Args;
-use regsweep::digest::Digest;
-use regsweep::gc::probe::{Probe, probe_registry};
-use regsweep::reference::{Repository, Tag};
-use regsweep::registry::ClientOptions;
-use regsweep::storage::{self, Storage};
 
-use super::UsageError;
+use super::{Ui, UsageError};
+use crate::environment::Environment;
 
 /// Where the commands read from when they work on storage.
 #[derive(Debug, Args, Clone, Default)]
@@ -55,11 +57,11 @@ pub struct Opened {
 impl StorageArgs {
     /// The storage named by `--storage`, if given. A target that is not a registry's storage is
     /// a usage error.
-    pub fn open(&self) -> anyhow::Result<Option<Opened>> {
+    pub fn open(&self, env: &Environment) -> anyhow::Result<Option<Opened>> {
         let Some(target) = &self.storage else {
             return Ok(None);
         };
-        let located = match storage::locate(target, |name| std::env::var(name).ok()) {
+        let located = match storage::locate(target, |name| env.get(name)) {
             Ok(located) => located,
             Err(err) if err.is_wrong_target() => return Err(UsageError::new(err.to_string()).into()),
             Err(err) => return Err(err.into()),
@@ -72,14 +74,14 @@ impl StorageArgs {
             .into());
         }
         let described = located.target.describe();
-        let storage = Storage::open(&located.target)?;
+        let storage = Storage::open(&located.target, env)?;
         Ok(Some(Opened { storage, described }))
     }
 }
 
 impl StorageWriteArgs {
-    pub fn open(&self) -> anyhow::Result<Option<Opened>> {
-        self.target.open()
+    pub fn open(&self, env: &Environment) -> anyhow::Result<Option<Opened>> {
+        self.target.open(env)
     }
 
     /// Before changing the storage: the registry serving it must be stopped or read-only (its
@@ -88,16 +90,18 @@ impl StorageWriteArgs {
     /// --registry-url to check with.
     pub fn check_registry_stopped(
         &self,
+        ui: &mut Ui<'_>,
         ca_files: &[PathBuf],
         insecure: bool,
-        quiet: bool,
     ) -> anyhow::Result<()> {
+        let quiet = ui.quiet();
         let Some(url) = &self.registry_url else {
             if !quiet {
-                eprintln!(
+                writeln!(
+                    ui.err(),
                     "warning: not checked that the registry serving this storage is stopped or read-only (no \
                      --registry-url); if it runs and accepts pushes, a push during this run can be lost"
-                );
+                )?;
             }
             return Ok(());
         };
@@ -111,12 +115,12 @@ impl StorageWriteArgs {
         match verdict {
             Probe::ReadOnly | Probe::Stopped => {
                 if !quiet {
-                    eprintln!("{}", verdict.describe(url));
+                    writeln!(ui.err(), "{}", verdict.describe(url))?;
                 }
                 Ok(())
             }
             Probe::Writable(_) | Probe::Unknown(_) if self.allow_writable => {
-                eprintln!("warning: {}; going on because of --allow-writable", verdict.describe(url));
+                writeln!(ui.err(), "warning: {}; going on because of --allow-writable", verdict.describe(url))?;
                 Ok(())
             }
             Probe::Writable(_) | Probe::Unknown(_) => Err(Refused(format!(
@@ -135,11 +139,12 @@ impl StorageWriteArgs {
 pub struct Refused(String);
 
 /// After the storage changed under a registry: its caches do not know.
-pub fn restart_reminder() {
-    eprintln!(
+pub fn restart_reminder(ui: &mut Ui<'_>) -> std::io::Result<()> {
+    writeln!(
+        ui.err(),
         "note: restart the registry (or its cache, e.g. redis) now: it caches tags and blob descriptors and may \
          still serve what was removed"
-    );
+    )
 }
 
 /// What `rm --storage` names: `REPO:TAG` or `REPO@DIGEST`, without a registry host.
@@ -180,11 +185,11 @@ impl StorageRef {
 }
 
 /// Repository names given on the command line with --storage (none: every repository).
-pub fn repositories(inputs: &[String], storage: &Storage) -> anyhow::Result<Vec<String>> {
+pub fn repositories(ui: &mut Ui<'_>, inputs: &[String], storage: &Storage) -> anyhow::Result<Vec<String>> {
     if inputs.is_empty() {
         let found = storage.repositories()?;
         for issue in &found.issues {
-            eprintln!("warning: {}: {}", issue.path, issue.message);
+            writeln!(ui.err(), "warning: {}: {}", issue.path, issue.message)?;
         }
         return Ok(found.names);
     }

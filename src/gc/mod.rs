@@ -59,6 +59,8 @@ pub struct GcOptions {
     pub verify_links: bool,
     /// Worker threads; `None` uses rayon's global pool (one per core).
     pub threads: Option<usize>,
+    /// The time the grace period counts back from; `None`: the wall clock when the run starts.
+    pub now: Option<SystemTime>,
 }
 
 impl Default for GcOptions {
@@ -70,6 +72,7 @@ impl Default for GcOptions {
             ignore_problems: false,
             verify_links: false,
             threads: None,
+            now: None,
         }
     }
 }
@@ -158,7 +161,7 @@ impl Marked {
 
 fn run(storage: &Storage, options: &GcOptions) -> Report {
     let clock = Instant::now();
-    let started = SystemTime::now();
+    let started = options.now.unwrap_or_else(SystemTime::now);
     let cutoff = started.checked_sub(options.grace).unwrap_or(UNIX_EPOCH);
 
     // The blob listing comes first: with it, "does this needed blob exist" and "is this link

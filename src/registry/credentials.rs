@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use crate::environment::Environment;
+
 use super::auth::{Credentials, IDENTITY_TOKEN_USER, base64_decode};
 
 /// How long a credential helper may take (it may unlock a keychain or ask a GPG agent).
@@ -54,20 +56,16 @@ pub struct CredentialSources {
 }
 
 impl CredentialSources {
-    /// The standard locations from the environment; `auth_file` overrides `REGISTRY_AUTH_FILE`.
-    pub fn from_env(auth_file: Option<PathBuf>) -> Self {
-        let var = |name| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
+    /// The standard locations from `env`; `auth_file` overrides `REGISTRY_AUTH_FILE`.
+    pub fn from_env(env: &Environment, auth_file: Option<PathBuf>) -> Self {
+        let var = |name| env.get_os(name).map(PathBuf::from);
         let home = var("HOME");
         Self {
             auth_file: auth_file.or_else(|| var("REGISTRY_AUTH_FILE")),
             xdg_runtime_dir: var("XDG_RUNTIME_DIR"),
             xdg_config_home: var("XDG_CONFIG_HOME").or_else(|| home.as_ref().map(|h| h.join(".config"))),
             docker_config_dir: var("DOCKER_CONFIG").or_else(|| home.as_ref().map(|h| h.join(".docker"))),
-            path: std::env::var_os("PATH"),
+            path: env.get_os("PATH"),
         }
     }
 

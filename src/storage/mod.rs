@@ -29,6 +29,7 @@ use std::time::SystemTime;
 use rayon::prelude::*;
 
 use crate::digest::Digest;
+use crate::environment::Environment;
 
 pub use fs::LocalFs;
 pub use object::{OBJECT_STORE_THREADS, ObjectBackend};
@@ -393,9 +394,10 @@ impl Storage {
     }
 
     /// The storage a [`Target`] names. Object stores take what the target leaves open
-    /// (endpoint, region, credentials) from their standard environment; nothing is contacted
-    /// before the first read.
-    pub fn open(target: &Target) -> Result<Self, StorageError> {
+    /// (endpoint, region, credentials) from their standard variables in `env` (`AWS_*`,
+    /// `AZURE_*`, `GOOGLE_*`, as object_store's `from_env` would read the process's); nothing is
+    /// contacted before the first read.
+    pub fn open(target: &Target, env: &Environment) -> Result<Self, StorageError> {
         use object_store::ClientConfigKey;
         use object_store::aws::AmazonS3ConfigKey;
         let location = target.describe();
@@ -414,7 +416,13 @@ impl Storage {
         let (store, root): (Arc<dyn object_store::ObjectStore>, &str) = match target {
             Target::Filesystem { root } => return Ok(Self::local(root)),
             Target::S3(s3) => {
-                let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&s3.bucket);
+                let mut builder = configured(
+                    object_store::aws::AmazonS3Builder::new(),
+                    env,
+                    "AWS_",
+                    |b, k, v| b.with_config(k, v),
+                )
+                .with_bucket_name(&s3.bucket);
                 if let Some(region) = &s3.region {
                     builder = builder.with_region(region);
                 }
@@ -446,7 +454,17 @@ impl Storage {
                 (Arc::new(store), &s3.root)
             }
             Target::Azure(t) => {
-                let store = object_store::azure::MicrosoftAzureBuilder::from_env()
+                let mut builder = configured(
+                    object_store::azure::MicrosoftAzureBuilder::new(),
+                    env,
+                    "AZURE_",
+                    |b, k, v| b.with_config(k, v),
+                );
+                // Managed identity's endpoint, which object_store reads under this name.
+                if let Some(endpoint) = env.get("IDENTITY_ENDPOINT") {
+                    builder = builder.with_msi_endpoint(endpoint);
+                }
+                let store = builder
                     .with_container_name(&t.bucket)
                     .with_config(object_store::azure::AzureConfigKey::Client(pool.0), pool.1)
                     .with_http_connector(throttle.connector())
@@ -455,7 +473,16 @@ impl Storage {
                 (Arc::new(store), &t.root)
             }
             Target::Gcs(t) => {
-                let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                let mut builder = configured(
+                    object_store::gcp::GoogleCloudStorageBuilder::new(),
+                    env,
+                    "GOOGLE_",
+                    |b, k, v| b.with_config(k, v),
+                );
+                if let Some(path) = env.get("SERVICE_ACCOUNT") {
+                    builder = builder.with_service_account_path(path);
+                }
+                let store = builder
                     .with_bucket_name(&t.bucket)
                     .with_config(object_store::gcp::GoogleConfigKey::Client(pool.0), pool.1)
                     .with_http_connector(throttle.connector())
@@ -975,6 +1002,23 @@ fn unexpected(path: String) -> Issue {
         path,
         modified: None,
     }
+}
+
+/// An object_store builder given every variable of `env` that starts with `prefix` and names
+/// one of its settings (`AWS_REGION` → `aws_region`), as its `from_env` does with the
+/// process's environment; other variables are left out.
+fn configured<B, K: std::str::FromStr>(
+    builder: B,
+    env: &Environment,
+    prefix: &str,
+    with_config: impl Fn(B, K, &str) -> B,
+) -> B {
+    env.with_prefix(prefix).fold(builder, |builder, (name, value)| {
+        match name.to_ascii_lowercase().parse::<K>() {
+            Ok(key) => with_config(builder, key, value),
+            Err(_) => builder,
+        }
+    })
 }
 
 #[cfg(test)]

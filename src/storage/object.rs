@@ -227,6 +227,9 @@ pub struct ObjectBackend {
     base: String,
     location: String,
     runtime: tokio::runtime::Runtime,
+    /// Where the run that opened the store logs: requests are driven from the callers' threads
+    /// (rayon workers), which log nowhere of their own.
+    logs: tracing::Dispatch,
     snapshot: RwLock<Option<Snapshot>>,
     counts: Counters,
     throttle: Arc<Throttle>,
@@ -400,12 +403,14 @@ impl ObjectBackend {
         location: String,
         throttle: Arc<Throttle>,
     ) -> Result<Self, StorageError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("regsweep-store")
-            .enable_all()
-            .build()
-            .map_err(|err| store_error("start", &location, err))?;
+        let runtime = crate::logging::inherit(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("regsweep-store")
+                .enable_all(),
+        )
+        .build()
+        .map_err(|err| store_error("start", &location, err))?;
         let root = root.trim_matches('/');
         let base = if root.is_empty() {
             LAYOUT_PREFIX.to_owned()
@@ -417,6 +422,7 @@ impl ObjectBackend {
             base,
             location,
             runtime,
+            logs: tracing::dispatcher::get_default(tracing::Dispatch::clone),
             snapshot: RwLock::new(None),
             counts: Counters::default(),
             throttle,
@@ -437,6 +443,8 @@ impl ObjectBackend {
         F: std::future::Future + Send,
         F::Output: Send,
     {
+        use tracing::instrument::WithSubscriber as _;
+        let future = future.with_subscriber(self.logs.clone());
         // Called from inside an async context (a test's runtime), blocking its thread would
         // panic: run on a scoped thread instead.
         if tokio::runtime::Handle::try_current().is_ok() {

@@ -21,7 +21,12 @@ const LAYOUT: &str = "docker/registry/v2";
 #[track_caller]
 fn gc_json(args: &[&str], env: &[(String, String)]) -> Value {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let run = Cli::new(&[&["gc", "--json"], args].concat()).envs(&env).run();
+    // As a process: object_store reads the emulator's URL (AZURITE_BLOB_STORAGE_URL) from the
+    // process's environment, not from the one a run is given.
+    let run = Cli::new(&[&["gc", "--json"], args].concat())
+        .envs(&env)
+        .binary()
+        .run();
     assert_eq!(run.code, 0, "{run:#?}");
     run.json()
 }

@@ -536,6 +536,17 @@ async fn grace_period_keeps_fresh_uploads() {
         blobs.contains(&upload) && blobs.contains(&by_digest.digest),
         "{report:#}"
     );
+
+    // Two hours later by the run's clock (no file time touched), the default hour has passed.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(2 * 3600);
+    let run = Cli::new(&["gc", "--json", "--delete-untagged", "--dry-run", &config])
+        .now(later)
+        .run();
+    assert_eq!(run.code, 0, "{run:#?}");
+    let report = run.json();
+    assert_eq!(report["grace_seconds"], 3600);
+    assert_eq!(strings(&report["blobs"], "digest"), blobs, "{report:#}");
+    assert_eq!(report["stats"]["young_kept"], 0, "{report:#}");
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::common::{regsweep, strings};
+use crate::common::{Scenario, regsweep, strings};
 use regsweep_testkit::{FillSpec, Format, ImageSpec, RegistryOptions, TestRegistry, fill};
 
 async fn registry() -> TestRegistry {
@@ -71,17 +71,28 @@ async fn repos_and_tags_follow_every_page() {
 
 #[tokio::test]
 async fn tags_of_a_repository_whose_tags_were_all_deleted_is_empty() {
-    let reg = registry().await;
-    let pusher = reg.client();
-    let image = pusher
-        .push_image("gone", Some("v1"), &ImageSpec::seeded(1))
+    let s = Scenario::start(RegistryOptions::default())
+        .await
+        .image("gone", "v1", 1)
+        .await
+        .image("kept", "v1", 2)
+        .await;
+    s.registry()
+        .client()
+        .delete_manifest("gone", &s.pushed("gone:v1").digest)
         .await
         .unwrap();
-    pusher.delete_manifest("gone", &image.digest).await.unwrap();
     // distribution 2.8 answers `"tags": null` here.
-    let run = regsweep(&["--json", "tags", &format!("{}/gone", reg.host())]);
+    let run = s.run(&["--json", "tags", "{registry}/gone"]);
     run.assert_ok();
     assert_eq!(run.json()["tags"], serde_json::json!([]));
+    s.run(&["tags", "{registry}/gone"])
+        .assert_ok()
+        .assert_stdout_lines(&[]);
+    // The repository stays in the catalog, as distribution keeps it.
+    s.run(&["repos", "{registry}"])
+        .assert_ok()
+        .assert_stdout_lines(&["gone", "kept"]);
 }
 
 #[tokio::test]

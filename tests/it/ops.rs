@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use crate::common::{regsweep, regsweep_with};
+use crate::common::{Cli, regsweep, regsweep_with};
 
 /// The subcommands `regsweep --help` lists (the clap definition as the user sees it), without
 /// `help`, with nested ones as `policy check`.
@@ -179,6 +179,30 @@ fn completions_reject_an_unknown_shell_with_the_valid_ones() {
     for shell in ["bash", "zsh", "fish", "powershell"] {
         assert!(run.stderr.contains(shell), "{}", run.stderr);
     }
+}
+
+/// `main` is `cli::run` in the process's context: the binary and an in-process run agree on exit
+/// codes and on what they print, for help, a usage mistake, an invalid reference and a command's
+/// output.
+#[test]
+fn the_binary_and_an_in_process_run_agree() {
+    let cases: [&[&str]; 4] = [
+        &["--version"],
+        &["tags"],
+        &["inspect", "localhost:1/app:bad tag"],
+        &["completions", "fish"],
+    ];
+    for args in cases {
+        let inside = Cli::new(args).run();
+        let outside = Cli::new(args).binary().run();
+        assert_eq!(
+            (inside.code, &inside.stdout, &inside.stderr),
+            (outside.code, &outside.stdout, &outside.stderr),
+            "{args:?}"
+        );
+    }
+    let codes: Vec<i32> = cases.iter().map(|args| Cli::new(args).run().code).collect();
+    assert_eq!(codes, [0, 2, 2, 0]);
 }
 
 /// `regsweep completions bash | head -1` must end quietly, not with a panic of the generator.

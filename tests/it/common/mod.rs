@@ -1,10 +1,19 @@
-//! Helpers shared by the integration tests: run the `regsweep` binary and read its output.
+//! Helpers shared by the integration tests: run the command line (in this process through
+//! `regsweep::cli::run`, or as the `regsweep` binary where a process is needed) and read what it
+//! printed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::SystemTime;
 
-/// What one run of the binary produced.
+use regsweep::cli::Context;
+use regsweep::environment::Environment;
+
+mod scenario;
+pub use scenario::Scenario;
+
+/// What one run produced.
 #[derive(Debug)]
 pub struct Run {
     pub code: i32,
@@ -20,7 +29,24 @@ impl Run {
 
     #[track_caller]
     pub fn assert_ok(&self) -> &Self {
-        assert_eq!(self.code, 0, "expected success: {self:#?}");
+        self.assert_code(0)
+    }
+
+    /// Asserts the exit code, with the whole run in the message when it differs.
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit code: {self:#?}");
+        self
+    }
+
+    /// Asserts that stdout is these lines, in this order.
+    #[track_caller]
+    pub fn assert_stdout_lines(&self, lines: &[&str]) -> &Self {
+        assert_eq!(
+            self.stdout.lines().collect::<Vec<_>>(),
+            lines,
+            "stdout: {self:#?}"
+        );
         self
     }
 }
@@ -40,9 +66,10 @@ const CLEARED: [&str; 9] = [
     "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
 ];
 
-/// One run of the `regsweep` binary, built up and then [`run`](Cli::run): the one way the tests
-/// run the CLI. By default `HOME` is an empty directory, nothing in [`CLEARED`] is inherited and
-/// standard input is empty.
+/// One run of the command line, built up and then [`run`](Cli::run): the one way the tests run
+/// it. By default it runs in this process (`regsweep::cli::run` with a captured context), `HOME`
+/// is an empty directory, nothing in [`CLEARED`] is inherited, standard input is empty and the
+/// clock is the wall clock. A working directory or [`Cli::binary`] runs the built binary instead.
 #[must_use]
 pub struct Cli {
     args: Vec<String>,
@@ -50,6 +77,8 @@ pub struct Cli {
     home: Option<PathBuf>,
     dir: Option<PathBuf>,
     stdin: Option<String>,
+    now: Option<SystemTime>,
+    binary: bool,
 }
 
 impl Cli {
@@ -60,6 +89,8 @@ impl Cli {
             home: None,
             dir: None,
             stdin: None,
+            now: None,
+            binary: false,
         }
     }
 
@@ -78,7 +109,8 @@ impl Cli {
         self
     }
 
-    /// The working directory, for relative paths in the arguments.
+    /// The working directory, for relative paths in the arguments (runs the binary: a test
+    /// cannot change this process's directory under the others).
     pub fn current_dir(mut self, dir: &Path) -> Self {
         self.dir = Some(dir.to_owned());
         self
@@ -89,12 +121,66 @@ impl Cli {
         self
     }
 
+    /// The run's clock stopped at `now` (in this process only).
+    pub fn now(mut self, now: SystemTime) -> Self {
+        self.now = Some(now);
+        self
+    }
+
+    /// Runs the built `regsweep` binary in a child process: for what only a process shows
+    /// (log lines of every thread, signals, the real standard streams).
+    pub fn binary(mut self) -> Self {
+        self.binary = true;
+        self
+    }
+
     pub fn run(self) -> Run {
-        let home = self.home.unwrap_or_else(|| {
+        let home = self.home.clone().unwrap_or_else(|| {
             let empty = std::env::temp_dir().join("regsweep-tests-empty-home");
             std::fs::create_dir_all(&empty).expect("the empty home directory can be created");
             empty
         });
+        if self.binary || self.dir.is_some() {
+            assert!(self.now.is_none(), "a stopped clock needs an in-process run");
+            self.run_binary(&home)
+        } else {
+            self.run_in_process(&home)
+        }
+    }
+
+    fn run_in_process(self, home: &Path) -> Run {
+        let mut env = Environment::from_process();
+        for var in CLEARED {
+            env.remove(var);
+        }
+        env.set("HOME", home);
+        for (name, value) in self.env {
+            env.set(name, value);
+        }
+        let mut ctx = Context::captured(env);
+        if let Some(input) = self.stdin {
+            ctx = ctx.with_stdin(input);
+        }
+        if let Some(now) = self.now {
+            ctx = ctx.with_clock(now);
+        }
+        let args = std::iter::once("regsweep".to_owned()).chain(self.args);
+        // On a thread of its own: the command line starts its own async runtime, which cannot
+        // block inside a test's runtime.
+        let status = std::thread::scope(|scope| {
+            scope
+                .spawn(|| regsweep::cli::run(args, &mut ctx))
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        Run {
+            code: i32::from(status.code()),
+            stdout: ctx.stdout(),
+            stderr: ctx.stderr(),
+        }
+    }
+
+    fn run_binary(self, home: &Path) -> Run {
         let mut command = Command::new(env!("CARGO_BIN_EXE_regsweep"));
         command.args(&self.args).env("HOME", home);
         for var in CLEARED {
