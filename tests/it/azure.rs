@@ -10,7 +10,8 @@ use std::path::Path;
 use regsweep_testkit::azurite::files_below;
 
 use crate::common::Cli;
-use regsweep_testkit::{Azurite, Blob, Format, ImageSpec, Pusher, RegistryOptions, TestRegistry};
+use crate::common::fixtures::{assert_fixtures_pull, push_fixtures};
+use regsweep_testkit::{Azurite, RegistryOptions, TestRegistry};
 use serde_json::Value;
 
 const CONTAINER: &str = "registry";
@@ -67,85 +68,12 @@ fn blob_key(digest: &str) -> String {
     format!("blobs/sha256/{}/{hex}/data", &hex[..2])
 }
 
-/// What the fixtures leave: tags that must keep pulling and the blobs they need.
-struct Kept {
-    tags: Vec<(String, String)>,
-    blobs: BTreeSet<String>,
-}
-
-/// Multi-arch (OCI index and Docker list), an alias tag, a cosign signature, referrers with
-/// `subject` (one of a deleted image), a tag moved to a new build (an untagged manifest), a
-/// manifest deleted through the API, and an abandoned upload.
-async fn push_fixtures(p: &Pusher) -> Kept {
-    let base = Blob::random(77, 2048);
-    let with_base = |seed: u64| {
-        let mut spec = ImageSpec::seeded(seed);
-        spec.shared_layers = vec![base.clone()];
-        spec
-    };
-    let v1 = p.push_image("app", Some("v1"), &with_base(1)).await.unwrap();
-    p.tag("app", &v1.digest, "stable").await.unwrap();
-    p.push_cosign_signature("app", &v1.digest, 5).await.unwrap();
-    p.push_referrer("app", &v1.descriptor(), "application/vnd.example.sbom", 6)
-        .await
-        .unwrap();
-    p.push_image("app", Some("v2"), &with_base(2)).await.unwrap();
-    p.push_image("app", Some("v2"), &with_base(3)).await.unwrap();
-    let deleted = p.push_image("app", Some("old"), &with_base(4)).await.unwrap();
-    p.push_referrer("app", &deleted.descriptor(), "application/vnd.example.sbom", 7)
-        .await
-        .unwrap();
-    assert_eq!(
-        p.delete_manifest("app", &deleted.digest).await.unwrap().as_u16(),
-        202
-    );
-    p.upload_blob("app", &Blob::random(99, 3000).data).await.unwrap();
-    let multi = p
-        .push_index(
-            "multi",
-            Some("latest"),
-            Format::Oci,
-            &[("linux", "amd64"), ("linux", "arm64/v8")],
-            10,
-        )
-        .await
-        .unwrap();
-    let list = p
-        .push_index(
-            "team/dlist",
-            Some("v1"),
-            Format::Docker,
-            &[("linux", "amd64"), ("linux", "s390x")],
-            20,
-        )
-        .await
-        .unwrap();
-
-    let mut blobs: BTreeSet<String> = v1.blobs().map(|b| b.digest.clone()).collect();
-    blobs.insert(v1.digest.clone());
-    for index in [&multi, &list] {
-        blobs.insert(index.digest.clone());
-        for child in &index.children {
-            blobs.insert(child.digest.clone());
-            blobs.extend(child.blobs().map(|b| b.digest.clone()));
-        }
-    }
-    let mut tags = Vec::new();
-    for repo in p.catalog().await.unwrap() {
-        for tag in p.tags(&repo).await.unwrap() {
-            tags.push((repo.clone(), tag));
-        }
-    }
-    assert_eq!(tags.len(), 6, "{tags:?}");
-    Kept { tags, blobs }
-}
-
 #[tokio::test]
 async fn azure_gc_deletes_exactly_what_filesystem_gc_deletes() {
     let azurite = Azurite::start().await.unwrap();
     azurite.create_container(CONTAINER).await.unwrap();
     let mut reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
-    let kept = push_fixtures(&reg.client()).await;
+    let fixtures = push_fixtures(&reg.client()).await;
     reg.stop().await.unwrap();
     let root = reg.storage_root().to_owned();
     let uploaded = azurite.upload_tree(CONTAINER, PREFIX, &root).await.unwrap();
@@ -191,7 +119,7 @@ async fn azure_gc_deletes_exactly_what_filesystem_gc_deletes() {
         // Object stores have no folders: beyond the reports, the trees left must be the same.
         let left = keys(&azurite).await;
         assert_eq!(left, files(&root), "Azure and filesystem keep the same keys");
-        for digest in &kept.blobs {
+        for digest in &fixtures.kept_blobs() {
             assert!(
                 left.contains(&blob_key(digest)),
                 "{digest} of a kept tag was deleted"
@@ -209,11 +137,6 @@ async fn azure_gc_deletes_exactly_what_filesystem_gc_deletes() {
     assert!(keys(&azurite).await.len() < before.len());
 
     reg.start_again().await.unwrap();
-    let p = reg.client();
-    for (repo, tag) in &kept.tags {
-        p.verify_pullable(repo, tag)
-            .await
-            .unwrap_or_else(|e| panic!("{repo}:{tag} no longer pulls: {e:#}"));
-    }
+    assert_fixtures_pull(&reg.client(), &fixtures).await;
     reg.stop().await.unwrap();
 }

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use regsweep::cli::Context;
 use regsweep::environment::Environment;
 
+pub mod fixtures;
 mod scenario;
 pub use scenario::Scenario;
 
