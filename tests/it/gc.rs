@@ -418,9 +418,8 @@ async fn grace_period_keeps_fresh_uploads() {
     );
 
     // Two hours later by the run's clock (no file time touched), the default hour has passed.
-    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(2 * 3600);
     let run = Cli::new(&["gc", "--json", "--delete-untagged", "--dry-run", &config])
-        .now(later)
+        .now(two_hours_on())
         .run();
     assert_eq!(run.code, 0, "{run:#?}");
     let report = run.json();
@@ -932,8 +931,15 @@ async fn s3_empty_registry_odd_keys_and_unsupported_drivers() {
 
 // ---- gc trust (issue 10 items 5 and 13) ---------------------------------------------------------
 
+/// Two hours from now: a run with this clock sees everything written so far as older than
+/// gc's default grace period (an hour).
+fn two_hours_on() -> std::time::SystemTime {
+    std::time::SystemTime::now() + std::time::Duration::from_secs(2 * 3600)
+}
+
 /// Sets the modification time of everything below `dir` to `ago` in the past (`touch -d`), so
-/// that content counts as older than the grace period.
+/// that content counts as older than the grace period even for a registry writing meanwhile in
+/// real time (where moving the run's clock would also age what it writes during the run).
 fn age_tree(dir: &Path, ago: &str) {
     let status = Command::new("find")
         .arg(dir)
@@ -960,9 +966,18 @@ async fn a_symlinked_repository_out_of_the_root_is_neither_followed_nor_deleted_
     std::fs::write(&link, format!("sha256:{hex}")).unwrap();
     std::fs::create_dir_all(outside.path().join("_manifests")).unwrap();
     std::os::unix::fs::symlink(outside.path(), v2(reg.storage_root()).join("repositories/linked")).unwrap();
-    age_tree(outside.path(), "2 hours ago");
 
-    let report = gc_json(&["--delete-untagged", reg.storage_root().to_str().unwrap()], 0);
+    // Two hours on by the run's clock: the link is older than the grace period.
+    let run = Cli::new(&[
+        "gc",
+        "--json",
+        "--delete-untagged",
+        reg.storage_root().to_str().unwrap(),
+    ])
+    .now(two_hours_on())
+    .run();
+    assert_eq!(run.code, 0, "{run:#?}");
+    let report = run.json();
     assert!(
         link.is_file(),
         "gc deleted a file outside the storage root: {report:#}"
@@ -1050,8 +1065,12 @@ async fn abandoned_uploads_older_than_the_grace_period_are_removed() {
     assert!(report["uploads"].as_array().unwrap().is_empty(), "{report:#}");
     assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 2);
 
-    age_tree(&uploads, "2 hours ago");
-    let report = gc_json(&[root.to_str().unwrap()], 0);
+    // Two hours on by the run's clock, without touching the files: both are stale.
+    let run = Cli::new(&["gc", "--json", root.to_str().unwrap()])
+        .now(two_hours_on())
+        .run();
+    assert_eq!(run.code, 0, "{run:#?}");
+    let report = run.json();
     assert_eq!(report["uploads"].as_array().unwrap().len(), 2, "{report:#}");
     assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
     reg.start_again().await.unwrap();
