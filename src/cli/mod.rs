@@ -3,18 +3,18 @@
 //! rest of the library never sees clap; each subcommand module turns its arguments into core
 //! calls and prints the result through its [`Ui`].
 
-pub mod completions;
-pub mod connect;
+mod completions;
+mod connect;
 mod context;
 mod fold;
-pub mod gc;
-pub mod look;
-pub mod man;
-pub mod output;
-pub mod policy;
-pub mod probe;
-pub mod report;
-pub mod retention;
+mod gc;
+mod look;
+mod man;
+mod output;
+mod policy;
+mod probe;
+mod report;
+mod retention;
 mod storage;
 
 pub use context::{Context, ExitStatus, Stream, Ui};
