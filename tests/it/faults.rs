@@ -33,8 +33,9 @@ const POLICY: [&str; 6] = [
 ];
 
 /// Client settings for faulted runs: an attempt gives up on a stall (1.5 s) after 1 s, and
-/// retries start quickly. The bounds keep a scenario within seconds.
-const CLIENT: [&str; 8] = [
+/// retries start quickly. The bounds keep a scenario within seconds. Attempts per request are
+/// added per scenario ([`RETRYING`] or [`NO_RETRIES`]).
+const CLIENT: [&str; 7] = [
     "--plain-http",
     "--timeout",
     "1s",
@@ -42,8 +43,13 @@ const CLIENT: [&str; 8] = [
     "20ms",
     "--request-timeout",
     "20s",
-    "--attempts=5",
 ];
+
+/// Enough attempts for every fault rate used here to be ridden out most of the time.
+const RETRYING: &str = "--attempts=5";
+/// One attempt per request: faults become failures, which must be said and leave the registry
+/// in a state a clean re-run converges from.
+const NO_RETRIES: &str = "--attempts=1";
 
 /// What the registry holds: tag → digest per repository, and which of the candidate manifests
 /// exist.
@@ -119,8 +125,8 @@ fn actions(plan: &serde_json::Value) -> BTreeSet<String> {
     out
 }
 
-fn apply(plan_file: &str) -> Run {
-    let mut args = vec!["--json", "apply", "--yes"];
+fn apply(plan_file: &str, attempts: &str) -> Run {
+    let mut args = vec!["--json", "apply", "--yes", attempts];
     args.extend(CLIENT);
     args.push(plan_file);
     regsweep(&args)
@@ -170,11 +176,10 @@ async fn plan_and_apply_through_faults() {
     };
     let clean = start_copy("clean").await.unwrap();
     let before = state(&clean.client(), &candidates).await;
-    let run = apply(&plan_for(
-        &plan0,
-        &clean.host(),
-        &work.path().join("plan-clean.json"),
-    ));
+    let run = apply(
+        &plan_for(&plan0, &clean.host(), &work.path().join("plan-clean.json")),
+        RETRYING,
+    );
     run.assert_ok();
     let expected = state(&clean.client(), &candidates).await;
     assert_ne!(expected, before, "the fault-free apply changed something");
@@ -187,94 +192,103 @@ async fn plan_and_apply_through_faults() {
     let mut deletions_outside_plan = Vec::new();
     let mut dishonest = Vec::new();
     let mut not_converged = Vec::new();
-    for rate in [0.05, 0.10, 0.20] {
-        for seed in [1u64, 2] {
-            scenarios += 1;
-            let name = format!("rate {rate} seed {seed}");
-            let reg = start_copy(&format!("r{scenarios}")).await.unwrap();
-            let upstream: SocketAddr = reg.host().parse().unwrap();
-            let proxy = FaultProxy::start(upstream, FaultOptions::new(rate, seed))
-                .await
-                .unwrap();
+    let mut failed_without_retries = 0;
+    let retried = [0.05, 0.10, 0.20]
+        .into_iter()
+        .flat_map(|rate| [(rate, 1u64, RETRYING), (rate, 2, RETRYING)]);
+    let unretried = [(0.20, 3u64, NO_RETRIES), (0.20, 4, NO_RETRIES)];
+    for (rate, seed, attempts) in retried.chain(unretried) {
+        scenarios += 1;
+        let name = format!("rate {rate} seed {seed} {attempts}");
+        let reg = start_copy(&format!("r{scenarios}")).await.unwrap();
+        let upstream: SocketAddr = reg.host().parse().unwrap();
+        let proxy = FaultProxy::start(upstream, FaultOptions::new(rate, seed))
+            .await
+            .unwrap();
 
-            // Plan through the faults: either it fails and says so, or it plans nothing the
-            // fault-free plan does not.
-            let faulted_plan = work.path().join(format!("plan{scenarios}.json"));
-            let mut args = vec!["--json", "plan"];
-            args.extend(POLICY);
-            args.extend(CLIENT);
-            let proxy_host = proxy.host();
-            args.extend(["-o", faulted_plan.to_str().unwrap(), &proxy_host]);
-            let run = regsweep(&args);
-            let plan_file = if run.code == 0 {
-                let plan: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(&faulted_plan).unwrap()).unwrap();
-                let extra: Vec<_> = actions(&plan).difference(&planned).cloned().collect();
-                assert!(
-                    extra.is_empty(),
-                    "{name}: planned outside the fault-free plan: {extra:#?}"
-                );
-                faulted_plan.to_str().unwrap().to_owned()
-            } else {
-                assert_eq!(run.code, 1, "{name}: {run:#?}");
-                assert!(
-                    run.stderr.contains("error"),
-                    "{name}: a failed plan says why: {run:#?}"
-                );
+        // Plan through the faults: either it fails and says so, or it plans nothing the
+        // fault-free plan does not.
+        let faulted_plan = work.path().join(format!("plan{scenarios}.json"));
+        let mut args = vec!["--json", "plan"];
+        args.extend(POLICY);
+        args.extend(CLIENT);
+        args.push(attempts);
+        let proxy_host = proxy.host();
+        args.extend(["-o", faulted_plan.to_str().unwrap(), &proxy_host]);
+        let run = regsweep(&args);
+        let plan_file = if run.code == 0 {
+            let plan: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&faulted_plan).unwrap()).unwrap();
+            let extra: Vec<_> = actions(&plan).difference(&planned).cloned().collect();
+            assert!(
+                extra.is_empty(),
+                "{name}: planned outside the fault-free plan: {extra:#?}"
+            );
+            faulted_plan.to_str().unwrap().to_owned()
+        } else {
+            assert_eq!(run.code, 1, "{name}: {run:#?}");
+            assert!(
+                run.stderr.contains("error"),
+                "{name}: a failed plan says why: {run:#?}"
+            );
+            failed_runs += 1;
+            failed_without_retries += usize::from(attempts == NO_RETRIES);
+            plan_for(
+                &plan0,
+                &proxy_host,
+                &work.path().join(format!("plan{scenarios}-0.json")),
+            )
+        };
+
+        // Apply through the faults.
+        let run = apply(&plan_file, attempts);
+        let after = state(&reg.client(), &candidates).await;
+        let outside = outside_plan(&expected, &after);
+        deletions_outside_plan.extend(outside.iter().map(|p| format!("{name}: {p}")));
+        match run.code {
+            0 if after != expected => dishonest.push(format!("{name}: exit 0 but {after:#?}")),
+            0 => {}
+            1 => {
                 failed_runs += 1;
-                plan_for(
-                    &plan0,
-                    &proxy_host,
-                    &work.path().join(format!("plan{scenarios}-0.json")),
-                )
-            };
-
-            // Apply through the faults.
-            let run = apply(&plan_file);
-            let after = state(&reg.client(), &candidates).await;
-            let outside = outside_plan(&expected, &after);
-            deletions_outside_plan.extend(outside.iter().map(|p| format!("{name}: {p}")));
-            match run.code {
-                0 if after != expected => dishonest.push(format!("{name}: exit 0 but {after:#?}")),
-                0 => {}
-                1 => {
-                    failed_runs += 1;
-                    let reported = run.stderr.contains("error")
-                        || run.stdout.contains("\"failed\": [\n")
-                        || run.stdout.contains("\"failed\": [{");
-                    if !reported {
-                        dishonest.push(format!("{name}: exit 1 without a reported failure: {run:#?}"));
-                    }
+                failed_without_retries += usize::from(attempts == NO_RETRIES);
+                let reported = run.stderr.contains("error")
+                    || run.stdout.contains("\"failed\": [\n")
+                    || run.stdout.contains("\"failed\": [{");
+                if !reported {
+                    dishonest.push(format!("{name}: exit 1 without a reported failure: {run:#?}"));
                 }
-                code => dishonest.push(format!("{name}: exit {code}: {run:#?}")),
             }
-            let counts = proxy.counts();
-            eprintln!("{name}: plan+apply exit {} — {counts}", run.code);
-            for (sum, n) in total.by_kind.iter_mut().zip(counts.by_kind) {
-                *sum += n;
-            }
-            total.requests += counts.requests;
-            drop(proxy);
+            code => dishonest.push(format!("{name}: exit {code}: {run:#?}")),
+        }
+        let counts = proxy.counts();
+        eprintln!("{name}: plan+apply exit {} — {counts}", run.code);
+        for (sum, n) in total.by_kind.iter_mut().zip(counts.by_kind) {
+            *sum += n;
+        }
+        total.requests += counts.requests;
+        drop(proxy);
 
-            // Converge: the fault-free plan once more, without faults.
-            let rerun = apply(&plan_for(
+        // Converge: the fault-free plan once more, without faults.
+        let rerun = apply(
+            &plan_for(
                 &plan0,
                 &reg.host(),
                 &work.path().join(format!("plan{scenarios}-again.json")),
+            ),
+            RETRYING,
+        );
+        let converged = state(&reg.client(), &candidates).await;
+        if converged != expected || rerun.code != 0 {
+            not_converged.push(format!(
+                "{name}: exit {} {rerun:#?}\nstate {converged:#?}",
+                rerun.code
             ));
-            let converged = state(&reg.client(), &candidates).await;
-            if converged != expected || rerun.code != 0 {
-                not_converged.push(format!(
-                    "{name}: exit {} {rerun:#?}\nstate {converged:#?}",
-                    rerun.code
-                ));
-            }
-            assert!(
-                regsweep_tags(&converged).is_empty(),
-                "{name}: left behind {:?}",
-                regsweep_tags(&converged)
-            );
         }
+        assert!(
+            regsweep_tags(&converged).is_empty(),
+            "{name}: left behind {:?}",
+            regsweep_tags(&converged)
+        );
     }
 
     eprintln!(
@@ -291,6 +305,11 @@ async fn plan_and_apply_through_faults() {
             kind.name()
         );
     }
+    // Without retries, 20% faults must break some run: the failure paths were exercised.
+    assert!(
+        failed_without_retries > 0,
+        "no run without retries failed: the failure paths were not exercised"
+    );
     assert!(deletions_outside_plan.is_empty(), "{deletions_outside_plan:#?}");
     assert!(dishonest.is_empty(), "{dishonest:#?}");
     assert!(not_converged.is_empty(), "{not_converged:#?}");
