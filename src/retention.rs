@@ -8,7 +8,7 @@ use futures::stream::{self, StreamExt};
 use rayon::prelude::*;
 
 use crate::digest::Digest;
-use crate::graph::{RepoGraph, ScanOptions, scan};
+use crate::graph::{RepoGraph, ScanOptions, scan, scan_named};
 use crate::plan::{Decisions, Plan, PlanSource, plan};
 use crate::policy::{Action, Policy, TagDecision, TagFacts, TimeSource};
 use crate::progress::Progress;
@@ -28,22 +28,11 @@ pub async fn plan_with_policy(
 ) -> Plan {
     let graphs: Vec<RepoGraph> = stream::iter(repositories)
         .map(|repo| async move {
-            // Names from the catalog go into URL paths: one that is not a repository name
-            // (`a/../b`, `x?y`) is reported, never requested.
-            if let Err(err) = Repository::parse(repo) {
-                return RepoGraph {
-                    repository: repo.clone(),
-                    errors: vec![format!(
-                        "not read: the catalog lists an invalid repository name: {err}"
-                    )],
-                    ..RepoGraph::default()
-                };
-            }
             let options = ScanOptions {
                 with_configs: policy.applies_to(repo) && !policy.time_sources(repo).is_empty(),
                 concurrency,
             };
-            scan(client, repo, options, progress).await
+            scan_named(client, repo, options, progress).await
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
@@ -147,7 +136,7 @@ pub enum RemovalError {
 /// (a tagged index, say) still needs it — then it is refused unless `force`.
 pub async fn plan_removal(
     client: &Client,
-    repository: &str,
+    repository: &Repository,
     removal: &Removal,
     force: bool,
     concurrency: usize,
@@ -158,7 +147,14 @@ pub async fn plan_removal(
     };
     let mut graph = scan(client, repository, options, &crate::look::NoProgress).await;
     if !removal.digests.is_empty() {
-        crate::graph::add_manifests(client, &mut graph, removal.digests.clone(), concurrency).await;
+        crate::graph::add_manifests(
+            client,
+            repository,
+            &mut graph,
+            removal.digests.clone(),
+            concurrency,
+        )
+        .await;
     }
     plan_removal_in(
         &graph,

@@ -86,7 +86,14 @@ fn repos_command(args: &ReposArgs, output: &OutputArgs) -> anyhow::Result<u8> {
             let registry = RegistryAddr::parse(registry).map_err(UsageError::from)?;
             let mut repositories = runtime()?.block_on(async {
                 let client = args.connection.connect(&registry).await?;
-                anyhow::Ok(client.catalog().await?)
+                anyhow::Ok(
+                    client
+                        .catalog()
+                        .await?
+                        .into_iter()
+                        .map(String::from)
+                        .collect::<Vec<_>>(),
+                )
             })?;
             repositories.sort();
             (registry.host().to_owned(), repositories)
@@ -129,7 +136,7 @@ fn tags_command(args: &TagsArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let concurrency = args.connection.concurrency();
     let rt = runtime()?;
     let client = rt.block_on(args.connection.connect(&registry))?;
-    let mut tags = rt.block_on(client.tags(repository.as_str()))?;
+    let mut tags = rt.block_on(client.tags(&repository))?;
     tags.sort();
     if !args.long {
         if output.json {
@@ -146,13 +153,7 @@ fn tags_command(args: &TagsArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     let bar = Bar::new(output, "resolving tags");
-    let details = rt.block_on(look::tag_details(
-        &client,
-        repository.as_str(),
-        &tags,
-        concurrency,
-        &bar,
-    ));
+    let details = rt.block_on(look::tag_details(&client, &repository, &tags, concurrency, &bar));
     bar.finish();
     if output.json {
         print_json(&TagsJson {
@@ -346,7 +347,7 @@ fn inspect_command(args: &InspectArgs, output: &OutputArgs) -> anyhow::Result<u8
         anyhow::Ok(
             look::inspect::inspect(
                 &client,
-                reference.repository().as_str(),
+                reference.repository(),
                 reference.reference(),
                 args.connection.concurrency(),
             )
@@ -508,7 +509,7 @@ fn du_command(args: &DuArgs, output: &OutputArgs) -> anyhow::Result<u8> {
         let client = args.connection.connect(&location.registry).await?;
         let repositories = match &location.repository {
             Some(repo) => vec![repo.to_string()],
-            None => client.catalog().await?,
+            None => client.catalog().await?.into_iter().map(String::from).collect(),
         };
         let report =
             super::report::du(&client, &repositories, concurrency, &bar, args.html.as_deref()).await?;

@@ -24,8 +24,7 @@ pub fn run(args: &ProbeArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     let location = Location::parse(&args.location).map_err(UsageError::from)?;
     let caps = runtime()?.block_on(async {
         let options = args.connection.client_options(&location.registry).await?;
-        let repository = location.repository.as_ref().map(|r| r.to_string());
-        anyhow::Ok(regsweep::probe::probe(&location.registry, &options, repository.as_deref()).await?)
+        anyhow::Ok(regsweep::probe::probe(&location.registry, &options, location.repository.as_ref()).await?)
     })?;
     if output.json {
         print_json(&caps)?;

@@ -155,7 +155,7 @@ async fn make_plan(
 ) -> anyhow::Result<Plan> {
     let repositories = match repos {
         Some(repos) => repos,
-        None => client.catalog().await?,
+        None => client.catalog().await?.into_iter().map(String::from).collect(),
     };
     let bar = Bar::new(output, "scanning");
     let plan = retention::plan_with_policy(
@@ -667,7 +667,7 @@ fn rm_command(args: &RmArgs, output: &OutputArgs) -> anyhow::Result<u8> {
     for (repository, removal) in &removals {
         plans.push(rt.block_on(retention::plan_removal(
             &client,
-            repository,
+            &regsweep::reference::Repository::parse(repository)?,
             removal,
             args.force,
             concurrency,
