@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::manifest::media_type;
-use crate::reference::RegistryAddr;
+use crate::reference::{RegistryAddr, Repository};
 use crate::registry::auth::{Challenge, parse_challenges};
 use crate::registry::delete::{self, UntagMethod, ensure_deletes_allowed};
 use crate::registry::{Client, ClientOptions, RegistryError};
@@ -181,7 +181,7 @@ pub fn read_only_from_put(result: &Result<Digest, RegistryError>) -> (Option<boo
 pub async fn probe(
     registry: &RegistryAddr,
     options: &ClientOptions,
-    repository: Option<&str>,
+    repository: Option<&Repository>,
 ) -> Result<Capabilities, RegistryError> {
     let client = Client::connect(registry, options.clone()).await?;
     let mut caps = Capabilities {
@@ -191,7 +191,7 @@ pub async fn probe(
         catalog: None,
         repositories: None,
         catalog_page_limit: None,
-        probe_repository: repository.map(str::to_owned),
+        probe_repository: None,
         deletes_enabled: None,
         delete_by_tag: None,
         untag_method: None,
@@ -200,10 +200,11 @@ pub async fn probe(
         notes: Vec::new(),
     };
     let catalog = probe_catalog(registry, options, &mut caps).await;
-    if caps.probe_repository.is_none() {
-        caps.probe_repository = catalog.and_then(|repos| repos.into_iter().min());
-    }
-    let Some(repo) = caps.probe_repository.clone() else {
+    let repo = repository
+        .cloned()
+        .or_else(|| catalog.and_then(|repos| repos.into_iter().min()));
+    caps.probe_repository = repo.as_ref().map(Repository::to_string);
+    let Some(repo) = repo else {
         caps.notes.push(
             "no repository to run the delete, read-only and referrers checks in: name one as REGISTRY/REPO"
                 .into(),
@@ -275,7 +276,7 @@ async fn probe_catalog(
     registry: &RegistryAddr,
     options: &ClientOptions,
     caps: &mut Capabilities,
-) -> Option<Vec<String>> {
+) -> Option<Vec<Repository>> {
     for size in PAGE_SIZES {
         let paged = ClientOptions {
             catalog_page_size: Some(size),
@@ -316,7 +317,7 @@ async fn probe_catalog(
     None
 }
 
-async fn probe_referrers(client: &Client, repo: &str, caps: &mut Capabilities) {
+async fn probe_referrers(client: &Client, repo: &Repository, caps: &mut Capabilities) {
     // The spec forbids a 404 from a registry with the API for any digest in an existing
     // repository, so a random one is enough.
     let nothing = Digest::sha256(format!("regsweep-probe-{}", fastrand::u64(..)).as_bytes());
@@ -326,7 +327,7 @@ async fn probe_referrers(client: &Client, repo: &str, caps: &mut Capabilities) {
     }
 }
 
-async fn probe_writes(client: &Client, repo: &str, caps: &mut Capabilities) {
+async fn probe_writes(client: &Client, repo: &Repository, caps: &mut Capabilities) {
     let delete = DeleteAnswer::classify(&ensure_deletes_allowed(client, repo).await);
     // A manifest PUT by a digest its body does not hash to: refused by content on a writable
     // registry (400), refused by method on a read-only one (405). Nothing is stored either way.
@@ -337,7 +338,7 @@ async fn probe_writes(client: &Client, repo: &str, caps: &mut Capabilities) {
     );
     let wrong = Digest::sha256(format!("not {body}").as_bytes());
     let put = client
-        .put_manifest(repo, wrong.as_str(), media_type::OCI_MANIFEST, body.into_bytes())
+        .put_manifest(repo, &wrong, media_type::OCI_MANIFEST, body.into_bytes())
         .await;
     let (read_only, note) = read_only_from_put(&put);
     caps.read_only = read_only;

@@ -29,13 +29,25 @@ pub struct RegistryAddr {
     scheme: Option<Scheme>,
 }
 
-/// A repository name such as `team/app` (without the registry).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A repository name such as `team/app` (without the registry). Only [`Repository::parse`] makes
+/// one, so a value of this type is safe to put into a URL path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
 pub struct Repository(String);
 
-/// A tag such as `v1.2.3`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A tag such as `v1.2.3`. Only [`Tag::parse`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
 pub struct Tag(String);
+
+/// What a manifest request names: a tag or a digest. Registry methods take this rather than a
+/// string, so that a tag cannot be taken for a digest (or the other way round) and neither
+/// reaches a URL path unchecked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference<'a> {
+    Tag(&'a Tag),
+    Digest(&'a Digest),
+}
 
 /// A reference to an image: registry, repository, and a tag, a digest or both. The fields are
 /// private so that every `ImageRef` comes from [`ImageRef::parse`], which guarantees a tag or a
@@ -44,8 +56,15 @@ pub struct Tag(String);
 pub struct ImageRef {
     registry: RegistryAddr,
     repository: Repository,
-    tag: Option<Tag>,
-    digest: Option<Digest>,
+    pin: Pin,
+}
+
+/// The tag, the digest or both of an [`ImageRef`]: never neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pin {
+    Tag(Tag),
+    Digest(Digest),
+    Both(Tag, Digest),
 }
 
 /// A registry, optionally narrowed to one repository (`REGISTRY[/REPO]`).
@@ -177,6 +196,24 @@ impl Repository {
     }
 }
 
+impl PartialEq<&str> for Repository {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for Tag {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl From<Repository> for String {
+    fn from(repository: Repository) -> Self {
+        repository.0
+    }
+}
+
 impl fmt::Display for Repository {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -201,9 +238,51 @@ impl Tag {
     }
 }
 
+impl From<Tag> for String {
+    fn from(tag: Tag) -> Self {
+        tag.0
+    }
+}
+
 impl fmt::Display for Tag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl<'a> Reference<'a> {
+    /// The tag or digest as it goes into the URL path.
+    pub fn as_str(&self) -> &'a str {
+        match self {
+            Reference::Tag(tag) => tag.as_str(),
+            Reference::Digest(digest) => digest.as_str(),
+        }
+    }
+
+    /// The digest, when the reference is one (the answer must then hash to it).
+    pub fn digest(&self) -> Option<&'a Digest> {
+        match self {
+            Reference::Tag(_) => None,
+            Reference::Digest(digest) => Some(digest),
+        }
+    }
+}
+
+impl<'a> From<&'a Tag> for Reference<'a> {
+    fn from(tag: &'a Tag) -> Self {
+        Reference::Tag(tag)
+    }
+}
+
+impl<'a> From<&'a Digest> for Reference<'a> {
+    fn from(digest: &'a Digest) -> Self {
+        Reference::Digest(digest)
+    }
+}
+
+impl fmt::Display for Reference<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -217,16 +296,20 @@ impl ImageRef {
                 input: input.to_owned(),
             });
         };
-        if tag.is_none() && digest.is_none() {
-            return Err(ReferenceError::MissingTagOrDigest {
-                input: input.to_owned(),
-            });
-        }
+        let pin = match (tag, digest) {
+            (Some(tag), Some(digest)) => Pin::Both(tag, digest),
+            (Some(tag), None) => Pin::Tag(tag),
+            (None, Some(digest)) => Pin::Digest(digest),
+            (None, None) => {
+                return Err(ReferenceError::MissingTagOrDigest {
+                    input: input.to_owned(),
+                });
+            }
+        };
         Ok(Self {
             registry: parsed.registry,
             repository,
-            tag,
-            digest,
+            pin,
         })
     }
 
@@ -239,21 +322,26 @@ impl ImageRef {
     }
 
     pub fn tag(&self) -> Option<&Tag> {
-        self.tag.as_ref()
+        match &self.pin {
+            Pin::Tag(tag) | Pin::Both(tag, _) => Some(tag),
+            Pin::Digest(_) => None,
+        }
     }
 
     pub fn digest(&self) -> Option<&Digest> {
-        self.digest.as_ref()
+        match &self.pin {
+            Pin::Digest(digest) | Pin::Both(_, digest) => Some(digest),
+            Pin::Tag(_) => None,
+        }
     }
 
     /// What to ask the registry for: the digest when there is one (it pins the content), else
-    /// the tag ([`ImageRef::parse`] guarantees one of them).
-    pub fn reference(&self) -> &str {
-        self.digest
-            .as_ref()
-            .map(Digest::as_str)
-            .or_else(|| self.tag.as_ref().map(Tag::as_str))
-            .unwrap_or_default()
+    /// the tag.
+    pub fn reference(&self) -> Reference<'_> {
+        match &self.pin {
+            Pin::Digest(digest) | Pin::Both(_, digest) => Reference::Digest(digest),
+            Pin::Tag(tag) => Reference::Tag(tag),
+        }
     }
 
     /// The registry, taking the reference apart.
@@ -265,10 +353,10 @@ impl ImageRef {
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.registry, self.repository)?;
-        if let Some(tag) = &self.tag {
+        if let Some(tag) = self.tag() {
             write!(f, ":{tag}")?;
         }
-        if let Some(digest) = &self.digest {
+        if let Some(digest) = self.digest() {
             write!(f, "@{digest}")?;
         }
         Ok(())
@@ -478,11 +566,28 @@ mod tests {
         assert_eq!(r.repository().as_str(), "team/app");
         assert_eq!(r.tag().unwrap().as_str(), "v1.2");
         assert_eq!(r.digest().unwrap().as_str(), DIGEST);
-        assert_eq!(r.reference(), DIGEST);
+        assert_eq!(r.reference(), Reference::Digest(r.digest().unwrap()));
         assert_eq!(r.to_string(), format!("localhost:5000/team/app:v1.2@{DIGEST}"));
         let r = ImageRef::parse("http://127.0.0.1:5000/app:latest").unwrap();
         assert_eq!(r.registry().scheme(), Some(Scheme::Http));
-        assert_eq!(r.reference(), "latest");
+        assert_eq!(r.reference().as_str(), "latest");
+        assert_eq!(r.reference(), Reference::Tag(&Tag::parse("latest").unwrap()));
+    }
+
+    #[test]
+    fn references_keep_tags_and_digests_apart() {
+        let tag = Tag::parse("v1").unwrap();
+        let digest = Digest::parse(DIGEST).unwrap();
+        let by_tag = Reference::from(&tag);
+        let by_digest = Reference::from(&digest);
+        assert_eq!((by_tag.as_str(), by_tag.digest()), ("v1", None));
+        assert_eq!((by_digest.as_str(), by_digest.digest()), (DIGEST, Some(&digest)));
+        assert_eq!(by_digest.to_string(), DIGEST);
+        // A tag that looks like a digest's hex is still a tag.
+        let hexlike = Tag::parse(&DIGEST[7..]).unwrap();
+        assert_eq!(Reference::from(&hexlike).digest(), None);
+        let only_digest = ImageRef::parse(&format!("r.io/app@{DIGEST}")).unwrap();
+        assert_eq!((only_digest.tag(), only_digest.digest()), (None, Some(&digest)));
     }
 
     #[test]

@@ -8,8 +8,8 @@ use futures::stream::{self, StreamExt};
 use rayon::prelude::*;
 
 use crate::digest::Digest;
-use crate::graph::{RepoGraph, ScanOptions, scan};
-use crate::plan::{Decisions, Plan, PlanSource, plan};
+use crate::graph::{RepoGraph, ScanOptions, scan, scan_named};
+use crate::plan::{Decisions, Plan, PlanBuilder, PlanSource, PlannedRepo, plan};
 use crate::policy::{Action, Policy, TagDecision, TagFacts, TimeSource};
 use crate::progress::Progress;
 use crate::reference::Repository;
@@ -26,29 +26,22 @@ pub async fn plan_with_policy(
     now: jiff::Timestamp,
     progress: &dyn Progress,
 ) -> Plan {
-    let graphs: Vec<RepoGraph> = stream::iter(repositories)
+    let mut scans = stream::iter(repositories)
         .map(|repo| async move {
-            // Names from the catalog go into URL paths: one that is not a repository name
-            // (`a/../b`, `x?y`) is reported, never requested.
-            if let Err(err) = Repository::parse(repo) {
-                return RepoGraph {
-                    repository: repo.clone(),
-                    errors: vec![format!(
-                        "not read: the catalog lists an invalid repository name: {err}"
-                    )],
-                    ..RepoGraph::default()
-                };
-            }
             let options = ScanOptions {
                 with_configs: policy.applies_to(repo) && !policy.time_sources(repo).is_empty(),
                 concurrency,
             };
-            scan(client, repo, options, progress).await
+            scan_named(client, repo, options, progress).await
         })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    plan_graphs(policy, &graphs, client.registry().host(), now)
+        .buffer_unordered(concurrency.max(1));
+    // Each graph is planned as soon as it is read and then dropped: only its plan and the blobs
+    // it would free stay until the registry-wide bytes freed are known.
+    let mut builder = PlanBuilder::default();
+    while let Some(graph) = scans.next().await {
+        builder.add(plan_graph(policy, &graph, now));
+    }
+    builder.finish(client.registry().host(), &now.to_string())
 }
 
 /// Like [`plan_with_policy`], reading the repositories from the registry's storage. Push times
@@ -61,30 +54,34 @@ pub fn plan_on_storage(
     progress: &dyn Progress,
 ) -> Plan {
     progress.add_total(repositories.len() as u64);
-    let graphs: Vec<RepoGraph> = repositories
+    let planned: Vec<PlannedRepo> = repositories
         .par_iter()
         .map(|repo| {
             let with_configs =
                 policy.applies_to(repo) && policy.time_sources(repo).iter().any(|s| *s != TimeSource::Pushed);
             let graph = crate::graph::storage::read(storage, repo, with_configs);
             progress.advance(1);
-            graph
+            plan_graph(policy, &graph, now)
         })
         .collect();
-    let mut plan = plan_graphs(policy, &graphs, storage.location(), now);
+    let mut builder = PlanBuilder::default();
+    for repo in planned {
+        builder.add(repo);
+    }
+    let mut plan = builder.finish(storage.location(), &now.to_string());
     plan.source = PlanSource::Storage;
     plan
 }
 
-/// Decides and plans scanned repositories (those without read errors; the others plan no
+/// Decides and plans one scanned repository (without read errors; one with errors plans no
 /// deletions). Pure.
-fn plan_graphs(policy: &Policy, graphs: &[RepoGraph], registry: &str, now: jiff::Timestamp) -> Plan {
-    let decisions = graphs
-        .iter()
-        .filter(|g| policy.applies_to(&g.repository) && g.errors.is_empty())
-        .map(|g| (g.repository.clone(), decide(policy, g, now)))
-        .collect();
-    plan(registry, graphs, &decisions, &now.to_string())
+fn plan_graph(policy: &Policy, graph: &RepoGraph, now: jiff::Timestamp) -> PlannedRepo {
+    let decisions = if policy.applies_to(&graph.repository) && graph.errors.is_empty() {
+        decide(policy, graph, now)
+    } else {
+        Decisions::default()
+    };
+    PlannedRepo::new(graph, &decisions)
 }
 
 /// The policy's decisions about one repository's tags. Pure.
@@ -147,7 +144,7 @@ pub enum RemovalError {
 /// (a tagged index, say) still needs it — then it is refused unless `force`.
 pub async fn plan_removal(
     client: &Client,
-    repository: &str,
+    repository: &Repository,
     removal: &Removal,
     force: bool,
     concurrency: usize,
@@ -158,7 +155,14 @@ pub async fn plan_removal(
     };
     let mut graph = scan(client, repository, options, &crate::look::NoProgress).await;
     if !removal.digests.is_empty() {
-        crate::graph::add_manifests(client, &mut graph, removal.digests.clone(), concurrency).await;
+        crate::graph::add_manifests(
+            client,
+            repository,
+            &mut graph,
+            removal.digests.clone(),
+            concurrency,
+        )
+        .await;
     }
     plan_removal_in(
         &graph,

@@ -129,35 +129,38 @@ pub fn read_backup(dir: &Path) -> Result<Vec<BackupEntry>, BackupError> {
 pub async fn restore(client: &Client, entries: &[BackupEntry]) -> Vec<Result<String, String>> {
     let mut results = Vec::new();
     for entry in entries {
-        let body = entry.manifest.as_bytes().to_vec();
-        let what = format!("{}@{}", entry.repository, entry.digest);
-        let mut outcome = client
-            .put_manifest(
-                &entry.repository,
-                entry.digest.as_str(),
-                &entry.media_type,
-                body.clone(),
-            )
-            .await
-            .map(|_| what.clone())
-            .map_err(|e| format!("{what}: {e}"));
-        if outcome.is_ok() {
-            for tag in &entry.tags {
-                if let Err(e) = client
-                    .put_manifest(&entry.repository, tag, &entry.media_type, body.clone())
-                    .await
-                {
-                    outcome = Err(format!("{}:{tag}: {e}", entry.repository));
-                    break;
-                }
-            }
-        }
+        let mut outcome = restore_entry(client, entry).await;
         if let (Ok(what), false) = (&mut outcome, entry.tags.is_empty()) {
             what.push_str(&format!(" (tags: {})", entry.tags.join(", ")));
         }
         results.push(outcome);
     }
     results
+}
+
+async fn restore_entry(client: &Client, entry: &BackupEntry) -> Result<String, String> {
+    let what = format!("{}@{}", entry.repository, entry.digest);
+    // Entries read by `read_backups` were validated; these checks keep any other entry's names
+    // out of URL paths.
+    let repository = Repository::parse(&entry.repository).map_err(|e| format!("{what}: {e}"))?;
+    let tags = entry
+        .tags
+        .iter()
+        .map(|tag| Tag::parse(tag))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{what}: {e}"))?;
+    let body = entry.manifest.as_bytes().to_vec();
+    client
+        .put_manifest(&repository, &entry.digest, &entry.media_type, body.clone())
+        .await
+        .map_err(|e| format!("{what}: {e}"))?;
+    for tag in &tags {
+        client
+            .put_manifest(&repository, tag, &entry.media_type, body.clone())
+            .await
+            .map_err(|e| format!("{}:{tag}: {e}", entry.repository))?;
+    }
+    Ok(what)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use crate::digest::Digest;
 use crate::graph::{RepoGraph, ScanOptions, add_manifests_if_present, scan_assuming};
 use crate::plan::{Plan, RepoPlan, TagAction};
 use crate::progress::{NoProgress, Progress};
-use crate::reference::Repository;
+use crate::reference::{Repository, Tag};
 pub use crate::registry::delete::UntagMethod;
 use crate::registry::delete::{DeleteByTag, MethodProbe, Remover, UntagError, ensure_deletes_allowed};
 use crate::registry::{Client, RegistryError};
@@ -205,18 +205,24 @@ pub async fn apply(
         })?;
     }
     let methods = MethodProbe::default();
-    let work: Vec<&RepoPlan> = plan
+    let work: Vec<(Repository, &RepoPlan)> = plan
         .repositories
         .iter()
         .filter(|r| !r.actions.is_empty())
-        .collect();
-    if let Some(first) = work.first() {
-        ensure_deletes_allowed(client, &first.repository).await?;
+        .map(|r| {
+            Ok((
+                Repository::parse(&r.repository).map_err(ApplyError::BadRepository)?,
+                r,
+            ))
+        })
+        .collect::<Result<_, ApplyError>>()?;
+    if let Some((first, _)) = work.first() {
+        ensure_deletes_allowed(client, first).await?;
     }
-    progress.add_total(work.iter().map(|r| r.actions.len() as u64).sum());
+    progress.add_total(work.iter().map(|(_, r)| r.actions.len() as u64).sum());
     let concurrency = options.concurrency.max(1);
-    let reports: Vec<ApplyReport> = stream::iter(work)
-        .map(|repo| apply_repository(client, repo, options, &methods, progress))
+    let reports: Vec<ApplyReport> = stream::iter(&work)
+        .map(|(repository, repo)| apply_repository(client, repository, repo, options, &methods, progress))
         .buffer_unordered(concurrency)
         .collect()
         .await;
@@ -236,7 +242,12 @@ pub async fn apply(
 /// no longer exist. Tags the plan deletes with their manifest are taken to still point at the
 /// planned digest without reading them (what they point at is about to be deleted; if one moved
 /// meanwhile, deleting the planned digest leaves it alone and [`report_survivors`] says so).
-async fn read_live(client: &Client, repo: &RepoPlan, concurrency: usize) -> (RepoGraph, Vec<Digest>) {
+async fn read_live(
+    client: &Client,
+    repository: &Repository,
+    repo: &RepoPlan,
+    concurrency: usize,
+) -> (RepoGraph, Vec<Digest>) {
     let options = ScanOptions {
         with_configs: false,
         concurrency,
@@ -248,19 +259,20 @@ async fn read_live(client: &Client, repo: &RepoPlan, concurrency: usize) -> (Rep
         .filter(|t| t.action == TagAction::Delete && planned.contains(&t.digest))
         .map(|t| (t.tag.clone(), t.digest.clone()))
         .collect();
-    let mut live = scan_assuming(client, &repo.repository, options, &doomed, &NoProgress).await;
+    let mut live = scan_assuming(client, repository, options, &doomed, &NoProgress).await;
     let tagged: HashSet<&Digest> = live.tags.values().collect();
     let unread: Vec<Digest> = planned
         .into_iter()
         .filter(|d| !tagged.contains(d))
         .cloned()
         .collect();
-    let gone = add_manifests_if_present(client, &mut live, unread, concurrency).await;
+    let gone = add_manifests_if_present(client, repository, &mut live, unread, concurrency).await;
     (live, gone)
 }
 
 async fn apply_repository(
     client: &Client,
+    repository: &Repository,
     repo: &RepoPlan,
     options: &ApplyOptions,
     methods: &MethodProbe,
@@ -269,7 +281,7 @@ async fn apply_repository(
     let mut report = ApplyReport::default();
     let name = repo.repository.as_str();
     let concurrency = options.concurrency.max(1);
-    let (mut live, gone) = read_live(client, repo, concurrency).await;
+    let (mut live, gone) = read_live(client, repository, repo, concurrency).await;
     if !live.errors.is_empty() {
         report.failed.push(ItemError {
             repository: name.to_owned(),
@@ -300,12 +312,13 @@ async fn apply_repository(
             .filter(|d| !live.nodes.contains_key(*d))
             .cloned()
             .collect();
-        add_manifests_if_present(client, &mut live, unread, concurrency).await;
+        add_manifests_if_present(client, repository, &mut live, unread, concurrency).await;
     }
     report.skipped = review.skipped;
     report.refused = review.refused;
     let step = Step {
         client,
+        repository,
         name,
         backup: options.backup.as_deref(),
         methods,
@@ -360,7 +373,7 @@ async fn apply_repository(
         });
     }
     if !report.deleted.is_empty()
-        && let Err(err) = report_survivors(client, name, &mut report).await
+        && let Err(err) = report_survivors(client, repository, &mut report).await
     {
         report.failed.push(ItemError {
             repository: name.to_owned(),
@@ -381,6 +394,7 @@ async fn apply_repository(
 /// What one repository's actions share.
 struct Step<'a> {
     client: &'a Client,
+    repository: &'a Repository,
     name: &'a str,
     backup: Option<&'a Path>,
     methods: &'a MethodProbe,
@@ -423,7 +437,7 @@ impl Step<'_> {
 
     async fn remove_placeholder(&self, tag: &str, placeholder: &Digest) -> Result<Done, ItemError> {
         self.deleter()
-            .delete_manifest(self.client, self.name, placeholder)
+            .delete_manifest(self.client, self.repository, placeholder)
             .await
             .map_err(|e| self.registry_error(tag.to_owned(), Vec::new(), e))?;
         Ok(self.done(
@@ -439,15 +453,28 @@ impl Step<'_> {
     /// Compare-and-untag: the tag must still point at the planned digest right before.
     async fn untag(&self, tag: &str, digest: &Digest) -> Result<Done, ItemError> {
         let target = || tag.to_owned();
-        let remover = self.methods.remover(self.client, self.name).await.map_err(|e| {
+        // Plan files are written by hand too: a tag that is not one never reaches a URL path.
+        let tag_name = Tag::parse(tag).map_err(|e| {
             self.error(
                 target(),
                 Vec::new(),
-                ErrorCode::NoUntagMethod,
-                format!("cannot find out how to remove a single tag: {e}"),
+                ErrorCode::NotAttempted,
+                format!("not attempted: the plan names an invalid tag: {e}"),
             )
         })?;
-        match self.client.manifest_head(self.name, tag).await {
+        let remover = self
+            .methods
+            .remover(self.client, self.repository)
+            .await
+            .map_err(|e| {
+                self.error(
+                    target(),
+                    Vec::new(),
+                    ErrorCode::NoUntagMethod,
+                    format!("cannot find out how to remove a single tag: {e}"),
+                )
+            })?;
+        match self.client.manifest_head(self.repository, &tag_name).await {
             Ok(head) if head.digest == *digest => {}
             Ok(head) => {
                 return Err(self.error(
@@ -467,7 +494,10 @@ impl Step<'_> {
                 .await
                 .map_err(|e| self.error(target(), Vec::new(), ErrorCode::BackupFailed, e))?;
         }
-        match remover.untag(self.client, self.name, tag, digest).await {
+        match remover
+            .untag(self.client, self.repository, &tag_name, digest)
+            .await
+        {
             Ok(()) => Ok(self.done(
                 target(),
                 Vec::new(),
@@ -496,7 +526,7 @@ impl Step<'_> {
                 .map_err(|e| self.error(target.clone(), deletion.tags.clone(), ErrorCode::BackupFailed, e))?;
         }
         self.deleter()
-            .delete_manifest(self.client, self.name, &deletion.digest)
+            .delete_manifest(self.client, self.repository, &deletion.digest)
             .await
             .map_err(|e| self.registry_error(target.clone(), deletion.tags.clone(), e))?;
         Ok(self.done(target, deletion.tags.clone(), "deleted".into()))
@@ -512,7 +542,7 @@ impl Step<'_> {
     ) -> Result<(), String> {
         let fetched = self
             .client
-            .manifest(self.name, digest.as_str())
+            .manifest(self.repository, digest)
             .await
             .map_err(|e| format!("backup failed, nothing removed: {e}"))?;
         let entry = BackupEntry {
@@ -536,17 +566,22 @@ impl Step<'_> {
 /// meanwhile: they were not deleted, and are reported as skipped.
 async fn report_survivors(
     client: &Client,
-    repository: &str,
+    repository: &Repository,
     report: &mut ApplyReport,
 ) -> Result<(), RegistryError> {
-    let remaining: HashSet<String> = client.tags(repository).await?.into_iter().collect();
+    let remaining: HashSet<String> = client
+        .tags(repository)
+        .await?
+        .into_iter()
+        .map(String::from)
+        .collect();
     let mut skipped = Vec::new();
     for deleted in &mut report.deleted {
         let (survived, gone): (Vec<String>, Vec<String>) =
             deleted.tags.drain(..).partition(|t| remaining.contains(t));
         deleted.tags = gone;
         skipped.extend(survived.into_iter().map(|tag| ItemError {
-            repository: repository.to_owned(),
+            repository: repository.to_string(),
             target: tag,
             tags: Vec::new(),
             code: ErrorCode::ChangedSincePlanning,

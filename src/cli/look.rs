@@ -87,7 +87,14 @@ fn repos_command(args: &ReposArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus
             let registry = RegistryAddr::parse(registry).map_err(UsageError::from)?;
             let mut repositories = runtime()?.block_on(async {
                 let client = args.connection.connector(ui)?.connect(&registry).await?;
-                anyhow::Ok(client.catalog().await?)
+                anyhow::Ok(
+                    client
+                        .catalog()
+                        .await?
+                        .into_iter()
+                        .map(String::from)
+                        .collect::<Vec<_>>(),
+                )
             })?;
             repositories.sort();
             (registry.host().to_owned(), repositories)
@@ -130,7 +137,7 @@ fn tags_command(args: &TagsArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> 
     let concurrency = args.connection.concurrency();
     let rt = runtime()?;
     let client = rt.block_on(args.connection.connector(ui)?.connect(&registry))?;
-    let mut tags = rt.block_on(client.tags(repository.as_str()))?;
+    let mut tags = rt.block_on(client.tags(&repository))?;
     tags.sort();
     if !args.long {
         if ui.json() {
@@ -147,13 +154,7 @@ fn tags_command(args: &TagsArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> 
         return Ok(ExitStatus::Success);
     }
     let bar = Bar::new(ui, "resolving tags");
-    let details = rt.block_on(look::tag_details(
-        &client,
-        repository.as_str(),
-        &tags,
-        concurrency,
-        &bar,
-    ));
+    let details = rt.block_on(look::tag_details(&client, &repository, &tags, concurrency, &bar));
     bar.finish();
     if ui.json() {
         ui.print_json(&TagsJson {
@@ -349,7 +350,7 @@ fn inspect_command(args: &InspectArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitSt
         anyhow::Ok(
             look::inspect::inspect(
                 &client,
-                reference.repository().as_str(),
+                reference.repository(),
                 reference.reference(),
                 args.connection.concurrency(),
             )
@@ -520,7 +521,7 @@ fn du_command(args: &DuArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
         let client = connector.connect(&location.registry).await?;
         let repositories = match &location.repository {
             Some(repo) => vec![repo.to_string()],
-            None => client.catalog().await?,
+            None => client.catalog().await?.into_iter().map(String::from).collect(),
         };
         let report = super::report::du(
             &client,

@@ -24,8 +24,7 @@ pub fn run(args: &ProbeArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
     let connector = args.connection.connector(ui)?;
     let caps = runtime()?.block_on(async {
         let options = connector.client_options(&location.registry).await?;
-        let repository = location.repository.as_ref().map(|r| r.to_string());
-        anyhow::Ok(crate::probe::probe(&location.registry, &options, repository.as_deref()).await?)
+        anyhow::Ok(crate::probe::probe(&location.registry, &options, location.repository.as_ref()).await?)
     })?;
     if ui.json() {
         ui.print_json(&caps)?;

@@ -155,7 +155,7 @@ async fn make_plan(
 ) -> anyhow::Result<Plan> {
     let repositories = match repos {
         Some(repos) => repos,
-        None => client.catalog().await?,
+        None => client.catalog().await?.into_iter().map(String::from).collect(),
     };
     let bar = Bar::new(ui, "scanning");
     let plan =
@@ -659,7 +659,7 @@ fn rm_command(args: &RmArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
     for (repository, removal) in &removals {
         plans.push(rt.block_on(retention::plan_removal(
             &client,
-            repository,
+            &crate::reference::Repository::parse(repository)?,
             removal,
             args.force,
             concurrency,

@@ -8,14 +8,18 @@
 //! the repository, recursively; and every manifest of the repository whose `subject` is a kept
 //! manifest (signatures, attestations, SBOMs live and die with their subject).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::hash::BuildHasherDefault;
 use std::time::SystemTime;
 
 use crate::digest::Digest;
 use crate::manifest::Manifest;
 use crate::storage::{IssueKind, Repository, paths};
 
-use super::digest_set::{DigestMap, DigestSet};
+use super::digest_set::{DigestHasher, DigestMap, DigestSet};
+
+/// Digests borrowed from the repository's listing, hashed as cheaply as [`DigestMap`] keys.
+type DigestRefs<'a> = HashSet<&'a Digest, BuildHasherDefault<DigestHasher>>;
 use super::report::{ManifestItem, Problem, ProblemKind, Severity};
 
 /// What the mark phase needs to know about a manifest.
@@ -121,48 +125,76 @@ pub fn attach_tag_history(items: &mut [ManifestItem], tags: &[crate::storage::Ta
 pub fn mark_repository(input: &MarkInput<'_>) -> RepoMark {
     let repo = input.repo;
     let name = repo.name.as_str();
-    let young = |t: SystemTime| t > input.cutoff;
-    let mut out = RepoMark::default();
+    let mut out = RepoMark {
+        problems: issue_problems(repo, input.cutoff),
+        ..RepoMark::default()
+    };
+    let revisions: DigestRefs<'_> = repo.revisions.iter().map(|l| &l.digest).collect();
+    let layers: DigestRefs<'_> = repo.layers.iter().collect();
 
-    for issue in &repo.issues {
-        let (severity, kind) = match issue.kind {
-            // A `_layers` link is never a root, so a bad one hides nothing; it is left alone.
-            IssueKind::BadLink if issue.path.contains("/_layers/") => {
-                (Severity::Warning, ProblemKind::BadLink)
-            }
-            IssueKind::BadLink => (Severity::Error, ProblemKind::BadLink),
-            // distribution writes `current/link` last when tagging: a young tag folder without it
-            // is a push in progress, whose manifest revision is young and therefore a root.
-            IssueKind::MissingTagLink if issue.modified.is_none_or(young) => continue,
-            IssueKind::MissingTagLink => (Severity::Error, ProblemKind::BrokenTag),
-            IssueKind::Unreadable => (Severity::Error, ProblemKind::Unreadable),
-            IssueKind::Unexpected => (Severity::Warning, ProblemKind::Unexpected),
-        };
-        out.problems.push(
-            Problem::new(severity, kind, issue.message.clone())
-                .in_repo(name)
-                .at(issue.path.clone()),
-        );
+    let mut roots = tag_roots(repo, &revisions, &mut out);
+    roots.extend(revision_roots(input));
+    mark_reachable(input, &revisions, roots, &mut out);
+
+    out.unneeded_layers = repo
+        .layers
+        .iter()
+        .filter(|d| !out.needed.contains_key(d))
+        .cloned()
+        .collect();
+    out.problems
+        .extend(unlinked_blob_problems(name, &out.needed, &layers));
+    if input.delete_untagged {
+        out.delete_manifests = untagged_manifests(repo, &out.kept);
     }
+    (out.delete_empty_dirs, out.young_kept) = old_empty_dirs(repo, input.cutoff);
+    out.problems
+        .extend(orphan_referrer_tag_problems(repo, &revisions));
 
-    let revisions: DigestMap<&Digest, Option<SystemTime>> =
-        repo.revisions.iter().map(|l| (&l.digest, l.modified)).collect();
-    let layers: DigestMap<&Digest, ()> = repo.layers.iter().map(|d| (d, ())).collect();
+    out.unneeded_layers.sort();
+    out.delete_empty_dirs.sort();
+    out
+}
 
-    let mut referrers: DigestMap<&Digest, Vec<&Digest>> = DigestMap::default();
-    for link in &repo.revisions {
-        if let Some(ManifestState::Parsed(facts)) = input.manifests.get(&link.digest)
-            && let Some(subject) = &facts.subject
-        {
-            referrers.entry(subject).or_default().push(&link.digest);
-        }
-    }
+/// The layout issues the storage reader found, as problems: a young tag folder without
+/// `current/link` is a push in progress, not damage, and is left out.
+fn issue_problems(repo: &Repository, cutoff: SystemTime) -> Vec<Problem> {
+    let young = |t: SystemTime| t > cutoff;
+    repo.issues
+        .iter()
+        .filter_map(|issue| {
+            let (severity, kind) = match issue.kind {
+                // A `_layers` link is never a root, so a bad one hides nothing; it is left alone.
+                IssueKind::BadLink if issue.path.contains("/_layers/") => {
+                    (Severity::Warning, ProblemKind::BadLink)
+                }
+                IssueKind::BadLink => (Severity::Error, ProblemKind::BadLink),
+                // distribution writes `current/link` last when tagging: a young tag folder
+                // without it is a push in progress, whose manifest revision is young and
+                // therefore a root.
+                IssueKind::MissingTagLink if issue.modified.is_none_or(young) => return None,
+                IssueKind::MissingTagLink => (Severity::Error, ProblemKind::BrokenTag),
+                IssueKind::Unreadable => (Severity::Error, ProblemKind::Unreadable),
+                IssueKind::Unexpected => (Severity::Warning, ProblemKind::Unexpected),
+            };
+            Some(
+                Problem::new(severity, kind, issue.message.clone())
+                    .in_repo(&repo.name)
+                    .at(issue.path.clone()),
+            )
+        })
+        .collect()
+}
 
-    let mut queue: Vec<&Digest> = Vec::new();
+/// The tags' targets that are manifests of the repository. A tag pointing elsewhere is a
+/// problem, and whatever it points at is marked all the same.
+fn tag_roots<'a>(repo: &'a Repository, revisions: &DigestRefs<'_>, out: &mut RepoMark) -> Vec<&'a Digest> {
+    let name = repo.name.as_str();
+    let mut roots = Vec::new();
     for tag in &repo.tags {
         let Some(current) = &tag.current else { continue };
-        if revisions.contains_key(&current.digest) {
-            queue.push(&current.digest);
+        if revisions.contains(&current.digest) {
+            roots.push(&current.digest);
         } else {
             out.problems.push(
                 Problem::error(
@@ -180,14 +212,50 @@ pub fn mark_repository(input: &MarkInput<'_>) -> RepoMark {
             out.marked.insert(&current.digest);
         }
     }
-    for link in &repo.revisions {
-        let readable = matches!(input.manifests.get(&link.digest), Some(ManifestState::Parsed(_)));
-        // A revision whose age was not read counts as young: unknown age must not delete.
-        if !input.delete_untagged || link.modified.is_none_or(young) || !readable {
-            queue.push(&link.digest);
+    roots
+}
+
+/// The revisions kept whether tagged or not: all of them without `delete_untagged`, else the
+/// young ones and those that cannot be read.
+fn revision_roots<'a>(input: &MarkInput<'a>) -> Vec<&'a Digest> {
+    let young = |t: SystemTime| t > input.cutoff;
+    input
+        .repo
+        .revisions
+        .iter()
+        .filter(|link| {
+            let readable = matches!(input.manifests.get(&link.digest), Some(ManifestState::Parsed(_)));
+            // A revision whose age was not read counts as young: unknown age must not delete.
+            !input.delete_untagged || link.modified.is_none_or(young) || !readable
+        })
+        .map(|link| &link.digest)
+        .collect()
+}
+
+/// Manifests of the repository whose `subject` is each digest.
+fn referrers_by_subject<'a>(input: &MarkInput<'a>) -> DigestMap<&'a Digest, Vec<&'a Digest>> {
+    let mut referrers: DigestMap<&Digest, Vec<&Digest>> = DigestMap::default();
+    for link in &input.repo.revisions {
+        if let Some(ManifestState::Parsed(facts)) = input.manifests.get(&link.digest)
+            && let Some(subject) = &facts.subject
+        {
+            referrers.entry(subject).or_default().push(&link.digest);
         }
     }
+    referrers
+}
 
+/// Keeps everything reachable from `roots`: blobs, children and referrers, recording what each
+/// kept manifest needs and every manifest that cannot be followed.
+fn mark_reachable(
+    input: &MarkInput<'_>,
+    revisions: &DigestRefs<'_>,
+    roots: Vec<&Digest>,
+    out: &mut RepoMark,
+) {
+    let name = input.repo.name.as_str();
+    let referrers = referrers_by_subject(input);
+    let mut queue = roots;
     while let Some(digest) = queue.pop() {
         if out.kept.contains(digest) {
             continue;
@@ -209,7 +277,7 @@ pub fn mark_repository(input: &MarkInput<'_>) -> RepoMark {
                 out.marked.extend(facts.foreign.iter());
                 for child in &facts.children {
                     out.marked.insert(child);
-                    if revisions.contains_key(child) {
+                    if revisions.contains(child) {
                         queue.push(child);
                     } else {
                         out.problems.push(
@@ -242,21 +310,20 @@ pub fn mark_repository(input: &MarkInput<'_>) -> RepoMark {
             queue.extend(list.iter().copied());
         }
     }
+}
 
-    out.unneeded_layers = repo
-        .layers
-        .iter()
-        .filter(|d| !out.needed.contains_key(d))
-        .cloned()
-        .collect();
-    let mut unlinked: Vec<(&Digest, &Digest)> = out
-        .needed
-        .iter()
-        .filter(|(blob, _)| !layers.contains_key(blob))
-        .collect();
+/// Blobs kept manifests need that are not linked into the repository, sorted by blob.
+fn unlinked_blob_problems(
+    name: &str,
+    needed: &DigestMap<Digest, Digest>,
+    layers: &DigestRefs<'_>,
+) -> Vec<Problem> {
+    let mut unlinked: Vec<(&Digest, &Digest)> =
+        needed.iter().filter(|(blob, _)| !layers.contains(blob)).collect();
     unlinked.sort();
-    for (blob, manifest) in unlinked {
-        out.problems.push(
+    unlinked
+        .into_iter()
+        .map(|(blob, manifest)| {
             Problem::warning(
                 ProblemKind::UnlinkedBlob,
                 format!(
@@ -265,36 +332,46 @@ pub fn mark_repository(input: &MarkInput<'_>) -> RepoMark {
                 ),
             )
             .in_repo(name)
-            .with_digest(blob),
-        );
-    }
+            .with_digest(blob)
+        })
+        .collect()
+}
 
-    if input.delete_untagged {
-        for link in &repo.revisions {
-            if !out.kept.contains(&link.digest) {
-                out.delete_manifests.push(ManifestItem {
-                    repository: name.to_owned(),
-                    digest: link.digest.clone(),
-                    tag_history: Vec::new(),
-                });
+/// The revisions not kept, each with the tags that once pointed at it.
+fn untagged_manifests(repo: &Repository, kept: &BTreeSet<Digest>) -> Vec<ManifestItem> {
+    let mut items: Vec<ManifestItem> = repo
+        .revisions
+        .iter()
+        .filter(|link| !kept.contains(&link.digest))
+        .map(|link| ManifestItem {
+            repository: repo.name.clone(),
+            digest: link.digest.clone(),
+            tag_history: Vec::new(),
+        })
+        .collect();
+    attach_tag_history(&mut items, &repo.tags);
+    items
+}
+
+/// Empty revision folders older than the grace period, and how many younger ones are kept.
+fn old_empty_dirs(repo: &Repository, cutoff: SystemTime) -> (Vec<String>, u64) {
+    let (young, old): (Vec<_>, Vec<_>) = repo.empty_dirs.iter().partition(|dir| dir.modified > cutoff);
+    (
+        old.into_iter().map(|dir| dir.path.clone()).collect(),
+        young.len() as u64,
+    )
+}
+
+/// Referrer tags (`sha256-<hex>`) whose subject is not in the repository any more.
+fn orphan_referrer_tag_problems(repo: &Repository, revisions: &DigestRefs<'_>) -> Vec<Problem> {
+    repo.tags
+        .iter()
+        .filter_map(|tag| {
+            let subject = referrer_tag_subject(&tag.name)?;
+            if revisions.contains(&subject) {
+                return None;
             }
-        }
-        attach_tag_history(&mut out.delete_manifests, &repo.tags);
-    }
-
-    for dir in &repo.empty_dirs {
-        if young(dir.modified) {
-            out.young_kept += 1;
-        } else {
-            out.delete_empty_dirs.push(dir.path.clone());
-        }
-    }
-
-    for tag in &repo.tags {
-        if let Some(subject) = referrer_tag_subject(&tag.name)
-            && !revisions.contains_key(&subject)
-        {
-            out.problems.push(
+            Some(
                 Problem::warning(
                     ProblemKind::OrphanReferrerTag,
                     format!(
@@ -303,15 +380,11 @@ pub fn mark_repository(input: &MarkInput<'_>) -> RepoMark {
                         tag.name
                     ),
                 )
-                .in_repo(name)
+                .in_repo(&repo.name)
                 .with_digest(&subject),
-            );
-        }
-    }
-
-    out.unneeded_layers.sort();
-    out.delete_empty_dirs.sort();
-    out
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ use rayon::prelude::*;
 
 use crate::digest::Digest;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
-use crate::storage::{Issue, LayerLinkState, ReadOptions, Storage, paths};
+use crate::storage::{Issue, LayerLinkState, ReadOptions, Repository, Storage, paths};
 
 pub use digest_set::{BlobTable, DigestHasher, DigestMap, DigestSet};
 use mark::{ManifestFacts, ManifestState, MarkInput, mark_repository};
@@ -347,20 +347,7 @@ fn mark_one(
     cutoff: SystemTime,
     present: &BlobTable,
 ) -> Marked {
-    let mut repo = storage.read_repository(
-        name,
-        ReadOptions {
-            // Read below, only where manifests are deleted.
-            tag_history: false,
-            // Marking needs the age of revisions only, and those come with finding them.
-            link_times: false,
-            // Without `delete_untagged` every revision is a root, so where tags point cannot
-            // change what is kept: their links are read only to verify them. Their names still
-            // serve to find signature tags whose image is gone.
-            tag_names_only: !options.delete_untagged && !options.verify_links,
-            verify_links: options.verify_links,
-        },
-    );
+    let mut repo = storage.read_repository(name, read_options(options));
     let manifests: DigestMap<Digest, ManifestState> = repo
         .revisions
         .par_iter()
@@ -373,148 +360,217 @@ fn mark_one(
         cutoff,
     });
     drop(manifests);
-    let mut problems = std::mem::take(&mut result.problems);
-
-    // Tag histories are read only in repositories that lose manifests, and only the
-    // `index/<algorithm>` folders of those manifests: listing every tag's history would double
-    // the cost of a collection.
+    let mut out = Marked {
+        problems: std::mem::take(&mut result.problems),
+        empty_dirs: std::mem::take(&mut result.delete_empty_dirs),
+        ..Marked::default()
+    };
     if !result.delete_manifests.is_empty() {
-        let mut algorithms: Vec<&str> = result
-            .delete_manifests
-            .iter()
-            .map(|m| m.digest.algorithm())
-            .collect();
-        algorithms.sort_unstable();
-        algorithms.dedup();
-        let histories: Vec<(Vec<Digest>, Vec<Issue>)> = repo
-            .tags
-            .par_iter()
-            .map(|tag| {
-                let mut found = (Vec::new(), Vec::new());
-                for algorithm in &algorithms {
-                    let (digests, issues) = storage.read_tag_history(name, &tag.name, algorithm);
-                    found.0.extend(digests);
-                    found.1.extend(issues);
-                }
-                found
-            })
-            .collect();
-        for (tag, (history, issues)) in repo.tags.iter_mut().zip(histories) {
-            tag.history = history;
-            problems.extend(issues.into_iter().map(|issue| {
-                Problem::warning(ProblemKind::Unexpected, issue.message)
-                    .in_repo(name)
-                    .at(issue.path)
-            }));
-        }
+        out.problems
+            .extend(read_tag_histories(storage, &mut repo, &result.delete_manifests));
         mark::attach_tag_history(&mut result.delete_manifests, &repo.tags);
     }
     // Marks land directly in the shared table of present blobs; marks of blobs the listing did
     // not see matter to nobody (only listed blobs can be deleted).
     result.marked.mark_in(present);
+    out.problems
+        .extend(missing_needed_blobs(storage, name, &result.needed, present));
+    out.stats = Stats {
+        repositories: 1,
+        tags: repo.tags.len() as u64,
+        manifests: repo.revisions.len() as u64,
+        manifests_kept: repo
+            .revisions
+            .iter()
+            .filter(|l| result.kept.contains(&l.digest))
+            .count() as u64,
+        layer_links: repo.layers.len() as u64,
+        young_kept: result.young_kept,
+        ..Stats::default()
+    };
+    sweep_unneeded_layer_links(storage, name, &result.unneeded_layers, present, cutoff, &mut out);
+    sweep_abandoned_uploads(storage, name, cutoff, &mut out);
+    out.manifests = result.delete_manifests;
+    out
+}
 
-    // Needed blobs missing from the listing are looked up again: one may have been uploaded
-    // after the listing, for a manifest pushed while this runs.
-    let mut missing: Vec<(&Digest, &Digest)> = result
-        .needed
+/// What to read of a repository for marking it.
+fn read_options(options: &GcOptions) -> ReadOptions {
+    ReadOptions {
+        // Read later, only where manifests are deleted.
+        tag_history: false,
+        // Marking needs the age of revisions only, and those come with finding them.
+        link_times: false,
+        // Without `delete_untagged` every revision is a root, so where tags point cannot change
+        // what is kept: their links are read only to verify them. Their names still serve to
+        // find signature tags whose image is gone.
+        tag_names_only: !options.delete_untagged && !options.verify_links,
+        verify_links: options.verify_links,
+    }
+}
+
+/// Reads each tag's history into `repo`, only the `index/<algorithm>` folders of the manifests
+/// to delete: listing every tag's whole history would double the cost of a collection. Returns
+/// what could not be read.
+fn read_tag_histories(storage: &Storage, repo: &mut Repository, deleted: &[ManifestItem]) -> Vec<Problem> {
+    let mut algorithms: Vec<&str> = deleted.iter().map(|m| m.digest.algorithm()).collect();
+    algorithms.sort_unstable();
+    algorithms.dedup();
+    let name = repo.name.clone();
+    let histories: Vec<(Vec<Digest>, Vec<Issue>)> = repo
+        .tags
+        .par_iter()
+        .map(|tag| {
+            let mut found = (Vec::new(), Vec::new());
+            for algorithm in &algorithms {
+                let (digests, issues) = storage.read_tag_history(&name, &tag.name, algorithm);
+                found.0.extend(digests);
+                found.1.extend(issues);
+            }
+            found
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for (tag, (history, issues)) in repo.tags.iter_mut().zip(histories) {
+        tag.history = history;
+        problems.extend(issues.into_iter().map(|issue| {
+            Problem::warning(ProblemKind::Unexpected, issue.message)
+                .in_repo(&name)
+                .at(issue.path)
+        }));
+    }
+    problems
+}
+
+/// Needed blobs missing from the listing, looked up again (one may have been uploaded after the
+/// listing, for a manifest pushed while this runs): those still missing are errors.
+fn missing_needed_blobs(
+    storage: &Storage,
+    name: &str,
+    needed: &DigestMap<Digest, Digest>,
+    present: &BlobTable,
+) -> Vec<Problem> {
+    let mut missing: Vec<(&Digest, &Digest)> = needed
         .iter()
         .filter(|(blob, _)| !present.contains(blob))
         .collect();
     missing.sort();
-    problems.extend(missing.into_iter().filter_map(|(blob, manifest)| {
-        let problem = match storage.stat_blob(blob) {
-            Ok(Some(_)) => return None,
-            Ok(None) => Problem::error(
-                ProblemKind::MissingBlob,
-                format!("manifest {manifest} needs blob {blob}, which is missing from blobs/"),
-            ),
-            Err(err) => Problem::error(ProblemKind::Unreadable, err.to_string()),
-        };
-        Some(problem.in_repo(name).with_digest(blob).at(paths::blob_data(blob)))
-    }));
+    missing
+        .into_iter()
+        .filter_map(|(blob, manifest)| {
+            let problem = match storage.stat_blob(blob) {
+                Ok(Some(_)) => return None,
+                Ok(None) => Problem::error(
+                    ProblemKind::MissingBlob,
+                    format!("manifest {manifest} needs blob {blob}, which is missing from blobs/"),
+                ),
+                Err(err) => Problem::error(ProblemKind::Unreadable, err.to_string()),
+            };
+            Some(problem.in_repo(name).with_digest(blob).at(paths::blob_data(blob)))
+        })
+        .collect()
+}
 
-    let mut young_kept = result.young_kept;
-    let mut layer_links = Vec::new();
-    let mut empty_dirs = result.delete_empty_dirs;
-    let states: Vec<_> = result
-        .unneeded_layers
+/// What happens to a `_layers` link no kept manifest needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LayerLinkFate {
+    /// Younger than the grace period: an upload whose manifest is not pushed yet keeps its link
+    /// and its blob.
+    KeepYoung,
+    /// An empty folder younger than the grace period.
+    KeepYoungEmptyDir,
+    DeleteLink,
+    DeleteEmptyDir,
+    /// Gone, or something unexpected.
+    LeaveAlone,
+}
+
+fn layer_link_fate(state: &LayerLinkState, cutoff: SystemTime) -> LayerLinkFate {
+    match *state {
+        LayerLinkState::Link(modified) if modified > cutoff => LayerLinkFate::KeepYoung,
+        LayerLinkState::Link(_) => LayerLinkFate::DeleteLink,
+        LayerLinkState::EmptyDir(modified) if modified > cutoff => LayerLinkFate::KeepYoungEmptyDir,
+        LayerLinkState::EmptyDir(_) => LayerLinkFate::DeleteEmptyDir,
+        LayerLinkState::Other => LayerLinkFate::LeaveAlone,
+    }
+}
+
+/// Reads the state of each unneeded `_layers` link (only these few have their age read) and
+/// files it for deletion or keeps it.
+fn sweep_unneeded_layer_links(
+    storage: &Storage,
+    name: &str,
+    unneeded: &[Digest],
+    present: &BlobTable,
+    cutoff: SystemTime,
+    out: &mut Marked,
+) {
+    let states: Vec<_> = unneeded
         .par_iter()
         .map(|digest| (digest, storage.layer_link_state(name, digest)))
         .collect();
     for (digest, state) in states {
-        match state {
-            Ok(LayerLinkState::Link(modified)) if modified > cutoff => {
-                // An upload whose manifest is not pushed yet: keep the link and the blob.
-                present.mark(digest);
-                young_kept += 1;
+        let state = match state {
+            Ok(state) => state,
+            Err(err) => {
+                out.problems.push(
+                    Problem::warning(ProblemKind::Unreadable, err.to_string())
+                        .in_repo(name)
+                        .with_digest(digest)
+                        .at(paths::layer_link_dir(name, digest)),
+                );
+                continue;
             }
-            Ok(LayerLinkState::Link(_)) => layer_links.push(LayerLinkItem {
+        };
+        match layer_link_fate(&state, cutoff) {
+            LayerLinkFate::KeepYoung => {
+                present.mark(digest);
+                out.stats.young_kept += 1;
+            }
+            LayerLinkFate::KeepYoungEmptyDir => out.stats.young_kept += 1,
+            LayerLinkFate::DeleteLink => out.layer_links.push(LayerLinkItem {
                 repository: name.to_owned(),
                 digest: digest.clone(),
                 dangling: !present.contains(digest),
             }),
-            Ok(LayerLinkState::EmptyDir(modified)) if modified > cutoff => young_kept += 1,
-            Ok(LayerLinkState::EmptyDir(_)) => empty_dirs.push(paths::layer_link_dir(name, digest)),
-            Ok(LayerLinkState::Other) => {}
-            Err(err) => problems.push(
+            LayerLinkFate::DeleteEmptyDir => out.empty_dirs.push(paths::layer_link_dir(name, digest)),
+            LayerLinkFate::LeaveAlone => {}
+        }
+    }
+}
+
+/// Uploads nobody wrote to within the grace period are abandoned pushes (distribution's own
+/// purger removes them only after a week, and never on a read-only registry).
+fn sweep_abandoned_uploads(storage: &Storage, name: &str, cutoff: SystemTime, out: &mut Marked) {
+    let ids = match storage.uploads(name) {
+        Ok(ids) => ids,
+        Err(err) => {
+            out.problems
+                .push(Problem::warning(ProblemKind::Unreadable, err.to_string()).in_repo(name));
+            return;
+        }
+    };
+    let ages: Vec<_> = ids
+        .into_par_iter()
+        .map(|id| {
+            let modified = storage.upload_modified(name, &id);
+            (id, modified)
+        })
+        .collect();
+    for (id, modified) in ages {
+        match modified {
+            Ok(Some(t)) if t > cutoff => out.stats.young_kept += 1,
+            Ok(Some(_)) => out.uploads.push(UploadItem {
+                repository: name.to_owned(),
+                id,
+            }),
+            Ok(None) => {}
+            Err(err) => out.problems.push(
                 Problem::warning(ProblemKind::Unreadable, err.to_string())
                     .in_repo(name)
-                    .with_digest(digest)
-                    .at(paths::layer_link_dir(name, digest)),
+                    .at(paths::upload_dir(name, &id)),
             ),
         }
-    }
-
-    // Uploads nobody wrote to within the grace period are abandoned pushes (distribution's own
-    // purger removes them only after a week, and never on a read-only registry).
-    let mut uploads = Vec::new();
-    match storage.uploads(name) {
-        Ok(ids) => {
-            let ages: Vec<_> = ids
-                .into_par_iter()
-                .map(|id| {
-                    let modified = storage.upload_modified(name, &id);
-                    (id, modified)
-                })
-                .collect();
-            for (id, modified) in ages {
-                match modified {
-                    Ok(Some(t)) if t > cutoff => young_kept += 1,
-                    Ok(Some(_)) => uploads.push(UploadItem {
-                        repository: name.to_owned(),
-                        id,
-                    }),
-                    Ok(None) => {}
-                    Err(err) => problems.push(
-                        Problem::warning(ProblemKind::Unreadable, err.to_string())
-                            .in_repo(name)
-                            .at(paths::upload_dir(name, &id)),
-                    ),
-                }
-            }
-        }
-        Err(err) => problems.push(Problem::warning(ProblemKind::Unreadable, err.to_string()).in_repo(name)),
-    }
-
-    Marked {
-        stats: Stats {
-            repositories: 1,
-            tags: repo.tags.len() as u64,
-            manifests: repo.revisions.len() as u64,
-            manifests_kept: repo
-                .revisions
-                .iter()
-                .filter(|l| result.kept.contains(&l.digest))
-                .count() as u64,
-            layer_links: repo.layers.len() as u64,
-            young_kept,
-            ..Stats::default()
-        },
-        manifests: result.delete_manifests,
-        layer_links,
-        uploads,
-        empty_dirs,
-        problems,
     }
 }
 

@@ -451,3 +451,35 @@ fn tags_are_read_where_they_decide_something() {
         assert!(!blob_set(&report).contains(&elsewhere), "its blob is kept");
     }
 }
+
+#[test]
+fn tag_links_are_read_only_where_they_can_change_what_is_kept() {
+    let names_only = |delete_untagged, verify_links| {
+        read_options(&GcOptions {
+            delete_untagged,
+            verify_links,
+            ..GcOptions::default()
+        })
+        .tag_names_only
+    };
+    assert!(names_only(false, false));
+    assert!(!names_only(true, false), "tags are roots with delete_untagged");
+    assert!(!names_only(false, true), "verifying links reads them");
+    let read = read_options(&options(false, true));
+    assert!(!read.tag_history && !read.link_times);
+}
+
+#[test]
+fn unneeded_layer_links_are_kept_while_young() {
+    let cutoff = SystemTime::now() - Duration::from_secs(3600);
+    let (young, aged) = (SystemTime::now(), old());
+    for (state, fate) in [
+        (LayerLinkState::Link(young), LayerLinkFate::KeepYoung),
+        (LayerLinkState::Link(aged), LayerLinkFate::DeleteLink),
+        (LayerLinkState::EmptyDir(young), LayerLinkFate::KeepYoungEmptyDir),
+        (LayerLinkState::EmptyDir(aged), LayerLinkFate::DeleteEmptyDir),
+        (LayerLinkState::Other, LayerLinkFate::LeaveAlone),
+    ] {
+        assert_eq!(layer_link_fate(&state, cutoff), fate, "{state:?}");
+    }
+}

@@ -18,6 +18,7 @@ use futures::stream::{self, StreamExt};
 use crate::digest::Digest;
 use crate::manifest::{Descriptor, ManifestKind, media_type};
 use crate::progress::Progress;
+use crate::reference::{Repository, Tag};
 use crate::registry::delete::{PlaceholderInfo, placeholder_info};
 use crate::registry::{Client, MAX_CONFIG_BYTES, RegistryError};
 
@@ -163,11 +164,31 @@ pub struct ScanOptions {
 /// returned, so that one broken repository does not stop a registry-wide plan.
 pub async fn scan(
     client: &Client,
-    repository: &str,
+    repository: &Repository,
     options: ScanOptions,
     progress: &dyn Progress,
 ) -> RepoGraph {
     scan_assuming(client, repository, options, &HashMap::new(), progress).await
+}
+
+/// [`scan`] for a repository named by a string, such as a catalog entry: a name that is not a
+/// repository name (`a/../b`, `x?y`) is recorded as the graph's error, never requested.
+pub async fn scan_named(
+    client: &Client,
+    name: &str,
+    options: ScanOptions,
+    progress: &dyn Progress,
+) -> RepoGraph {
+    match Repository::parse(name) {
+        Ok(repository) => scan(client, &repository, options, progress).await,
+        Err(err) => RepoGraph {
+            repository: name.to_owned(),
+            errors: vec![format!(
+                "not read: the catalog lists an invalid repository name: {err}"
+            )],
+            ..RepoGraph::default()
+        },
+    }
 }
 
 /// Like [`scan`], but tags listed in `assumed` are taken to point at the given digest without
@@ -175,13 +196,13 @@ pub async fn scan(
 /// survive, not what it is about to delete. An assumed tag that no longer exists is left out.
 pub async fn scan_assuming(
     client: &Client,
-    repository: &str,
+    repository: &Repository,
     options: ScanOptions,
     assumed: &HashMap<String, Digest>,
     progress: &dyn Progress,
 ) -> RepoGraph {
     let mut graph = RepoGraph {
-        repository: repository.to_owned(),
+        repository: repository.to_string(),
         ..RepoGraph::default()
     };
     let concurrency = options.concurrency.max(1);
@@ -192,16 +213,16 @@ pub async fn scan_assuming(
             return graph;
         }
     };
-    let (tags, assumed_tags): (Vec<String>, Vec<String>) =
-        tags.into_iter().partition(|t| !assumed.contains_key(t));
+    let (tags, assumed_tags): (Vec<Tag>, Vec<Tag>) =
+        tags.into_iter().partition(|t| !assumed.contains_key(t.as_str()));
     for tag in assumed_tags {
-        let digest = assumed[&tag].clone();
-        graph.tags.insert(tag, digest);
+        let digest = assumed[tag.as_str()].clone();
+        graph.tags.insert(tag.into(), digest);
     }
     progress.add_total(tags.len() as u64);
 
     // Tags: one GET each, which gives the verified digest and the body in one request.
-    let fetched: Vec<(String, Result<crate::registry::FetchedManifest, RegistryError>)> = stream::iter(tags)
+    let fetched: Vec<(Tag, Result<crate::registry::FetchedManifest, RegistryError>)> = stream::iter(tags)
         .map(|tag| async move {
             let result = client.manifest(repository, &tag).await;
             progress.advance(1);
@@ -214,7 +235,7 @@ pub async fn scan_assuming(
     for (tag, result) in fetched {
         match result {
             Ok(m) => {
-                graph.tags.insert(tag, m.digest.clone());
+                graph.tags.insert(tag.into(), m.digest.clone());
                 pending.extend(insert_node(&mut graph, m));
             }
             // A tag deleted between listing and reading is simply gone.
@@ -224,11 +245,11 @@ pub async fn scan_assuming(
     }
     set_aside_leftovers(&mut graph);
     // Children and referrers found so far, until nothing new turns up.
-    fetch_missing(client, &mut graph, pending, concurrency).await;
+    fetch_missing(client, repository, &mut graph, pending, concurrency).await;
     add_tag_referrers(&mut graph);
-    add_api_referrers(client, &mut graph, concurrency).await;
+    add_api_referrers(client, repository, &mut graph, concurrency).await;
     if options.with_configs {
-        read_configs(client, &mut graph, concurrency).await;
+        read_configs(client, repository, &mut graph, concurrency).await;
     }
     graph
 }
@@ -323,20 +344,25 @@ pub(crate) fn insert_parsed(graph: &mut RepoGraph, digest: Digest, node: Node) -
 }
 
 /// Adds manifests named by digest (e.g. untagged ones given to `rm`) and what they reference.
-pub async fn add_manifests(client: &Client, graph: &mut RepoGraph, digests: Vec<Digest>, concurrency: usize) {
-    fetch_missing(client, graph, digests, concurrency.max(1)).await;
+pub async fn add_manifests(
+    client: &Client,
+    repository: &Repository,
+    graph: &mut RepoGraph,
+    digests: Vec<Digest>,
+    concurrency: usize,
+) {
+    fetch_missing(client, repository, graph, digests, concurrency.max(1)).await;
 }
 
 /// Like [`add_manifests`], for manifests that may have been deleted meanwhile: those the
 /// registry no longer has are returned instead of being recorded as read errors.
 pub async fn add_manifests_if_present(
     client: &Client,
+    repository: &Repository,
     graph: &mut RepoGraph,
     digests: Vec<Digest>,
     concurrency: usize,
 ) -> Vec<Digest> {
-    let repository = graph.repository.clone();
-    let repository = repository.as_str();
     let wanted: Vec<Digest> = digests
         .into_iter()
         .filter(|d| !graph.nodes.contains_key(d))
@@ -344,7 +370,7 @@ pub async fn add_manifests_if_present(
     let results: Vec<(Digest, Result<crate::registry::FetchedManifest, RegistryError>)> =
         stream::iter(wanted)
             .map(|digest| async move {
-                let result = client.manifest(repository, digest.as_str()).await;
+                let result = client.manifest(repository, &digest).await;
                 (digest, result)
             })
             .buffer_unordered(concurrency.max(1))
@@ -359,14 +385,18 @@ pub async fn add_manifests_if_present(
             Err(err) => graph.errors.push(format!("manifest {digest}: {err}")),
         }
     }
-    fetch_missing(client, graph, pending, concurrency.max(1)).await;
+    fetch_missing(client, repository, graph, pending, concurrency.max(1)).await;
     gone.sort();
     gone
 }
 
-async fn fetch_missing(client: &Client, graph: &mut RepoGraph, mut pending: Vec<Digest>, concurrency: usize) {
-    let repository = graph.repository.clone();
-    let repository = repository.as_str();
+async fn fetch_missing(
+    client: &Client,
+    repository: &Repository,
+    graph: &mut RepoGraph,
+    mut pending: Vec<Digest>,
+    concurrency: usize,
+) {
     while !pending.is_empty() {
         pending.sort();
         pending.dedup();
@@ -374,7 +404,7 @@ async fn fetch_missing(client: &Client, graph: &mut RepoGraph, mut pending: Vec<
         let results: Vec<(Digest, Result<crate::registry::FetchedManifest, RegistryError>)> =
             stream::iter(std::mem::take(&mut pending))
                 .map(|digest| async move {
-                    let result = client.manifest(repository, digest.as_str()).await;
+                    let result = client.manifest(repository, &digest).await;
                     (digest, result)
                 })
                 .buffer_unordered(concurrency)
@@ -393,9 +423,12 @@ async fn fetch_missing(client: &Client, graph: &mut RepoGraph, mut pending: Vec<
 
 /// Asks the referrers API about every manifest, if the registry has that API (probed once with
 /// the first manifest; distribution 2.x answers 404 and costs nothing more).
-async fn add_api_referrers(client: &Client, graph: &mut RepoGraph, concurrency: usize) {
-    let repository = graph.repository.clone();
-    let repository = repository.as_str();
+async fn add_api_referrers(
+    client: &Client,
+    repository: &Repository,
+    graph: &mut RepoGraph,
+    concurrency: usize,
+) {
     let mut asked: HashSet<Digest> = HashSet::new();
     loop {
         let mut todo: Vec<Digest> = graph
@@ -419,7 +452,7 @@ async fn add_api_referrers(client: &Client, graph: &mut RepoGraph, concurrency: 
                 Ok(Some(found)) => {
                     graph.referrers_api = Some(true);
                     let new = found.into_iter().map(|d| d.digest).collect();
-                    record_api_referrers(client, graph, first, new, concurrency).await;
+                    record_api_referrers(client, repository, graph, first, new, concurrency).await;
                 }
                 Err(err) => {
                     graph.errors.push(format!("referrers of {first}: {err}"));
@@ -442,7 +475,7 @@ async fn add_api_referrers(client: &Client, graph: &mut RepoGraph, concurrency: 
             match result {
                 Ok(found) => {
                     let new = found.unwrap_or_default().into_iter().map(|d| d.digest).collect();
-                    record_api_referrers(client, graph, digest, new, concurrency).await;
+                    record_api_referrers(client, repository, graph, digest, new, concurrency).await;
                 }
                 Err(err) => graph.errors.push(format!("referrers of {digest}: {err}")),
             }
@@ -452,6 +485,7 @@ async fn add_api_referrers(client: &Client, graph: &mut RepoGraph, concurrency: 
 
 async fn record_api_referrers(
     client: &Client,
+    repository: &Repository,
     graph: &mut RepoGraph,
     subject: Digest,
     referrers: Vec<Digest>,
@@ -460,7 +494,7 @@ async fn record_api_referrers(
     for referrer in &referrers {
         graph.add_referrer(subject.clone(), referrer.clone());
     }
-    fetch_missing(client, graph, referrers, concurrency).await;
+    fetch_missing(client, repository, graph, referrers, concurrency).await;
 }
 
 /// What an image config says that policies use: `created` and labels.
@@ -544,9 +578,7 @@ pub(crate) fn assign_config_facts(graph: &mut RepoGraph, read: &HashMap<Digest, 
 }
 
 /// Reads image configs (once per distinct config) for `created` and labels.
-async fn read_configs(client: &Client, graph: &mut RepoGraph, concurrency: usize) {
-    let repository = graph.repository.clone();
-    let repository = repository.as_str();
+async fn read_configs(client: &Client, repository: &Repository, graph: &mut RepoGraph, concurrency: usize) {
     let read: Mutex<HashMap<Digest, ConfigFacts>> = Mutex::default();
     let errors: Vec<String> = stream::iter(configs_to_read(graph))
         .map(|config| {

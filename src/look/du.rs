@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::Progress;
 use crate::digest::Digest;
-use crate::graph::{RepoGraph, ScanOptions, scan};
+use crate::graph::{RepoGraph, ScanOptions, scan_named};
 use crate::registry::Client;
 
 /// What one repository references, as scanned.
@@ -116,7 +116,7 @@ pub async fn du(
         concurrency,
     };
     let contents = stream::iter(repositories)
-        .map(|repo| async move { content(&scan(client, repo, options, progress).await) })
+        .map(|repo| async move { content(&scan_named(client, repo, options, progress).await) })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;

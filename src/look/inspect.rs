@@ -8,6 +8,7 @@ use super::{ConfigCache, ImageSummary, NoProgress, resolve_image};
 use crate::digest::Digest;
 use crate::graph::{ScanOptions, scan};
 use crate::manifest::{Manifest, ManifestKind};
+use crate::reference::{Reference, Repository, Tag};
 use crate::registry::{Client, RegistryError};
 
 /// What `inspect` reports.
@@ -97,8 +98,8 @@ fn kind_from_artifact_type(artifact_type: Option<&str>) -> ReferrerKind {
 /// Inspects `repository` at `reference` (a tag or a digest).
 pub async fn inspect(
     client: &Client,
-    repository: &str,
-    reference: &str,
+    repository: &Repository,
+    reference: Reference<'_>,
     concurrency: usize,
 ) -> Result<Inspection, RegistryError> {
     let configs = ConfigCache::default();
@@ -145,7 +146,8 @@ pub async fn inspect(
             source: ReferrerSource::ReferrersApi,
         })),
         None => {
-            if let Some(tag) = fallback_index_tag {
+            // The graph's tags were listed by the registry, which only yields valid tags.
+            if let Some(tag) = fallback_index_tag.and_then(|t: String| Tag::parse(&t).ok()) {
                 let index = client.manifest(repository, &tag).await?;
                 if index.manifest.kind == ManifestKind::Index {
                     referrers.extend(listed_referrers(&index.manifest));
@@ -176,8 +178,8 @@ pub async fn inspect(
     referrers.dedup_by(|a, b| a.digest == b.digest && a.tag == b.tag);
 
     Ok(Inspection {
-        repository: repository.to_owned(),
-        reference: reference.to_owned(),
+        repository: repository.to_string(),
+        reference: reference.to_string(),
         image,
         tags,
         referrers,

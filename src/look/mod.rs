@@ -18,6 +18,7 @@ pub use crate::progress::{NoProgress, Progress};
 
 use crate::digest::Digest;
 use crate::manifest::{Manifest, ManifestKind, Platform};
+use crate::reference::{Reference, Repository, Tag};
 use crate::registry::{Client, MAX_CONFIG_BYTES, RegistryError};
 
 /// One image (or index) as `tags --long` and `inspect` show it.
@@ -66,7 +67,7 @@ impl ConfigCache {
     async fn created(
         &self,
         client: &Client,
-        repository: &str,
+        repository: &Repository,
         config: &Digest,
     ) -> Result<Option<String>, RegistryError> {
         if let Some(hit) = self.created.lock().unwrap_or_else(|e| e.into_inner()).get(config) {
@@ -108,8 +109,8 @@ fn image_size(manifest: &Manifest) -> u64 {
 /// also the image configs' `created` times.
 pub async fn resolve_image(
     client: &Client,
-    repository: &str,
-    reference: &str,
+    repository: &Repository,
+    reference: Reference<'_>,
     with_created: bool,
     configs: &ConfigCache,
 ) -> Result<ImageSummary, RegistryError> {
@@ -141,7 +142,7 @@ pub async fn resolve_image(
         ManifestKind::Index => {
             let children: Vec<PlatformImage> = stream::iter(manifest.manifests.iter())
                 .map(|child| async move {
-                    let fetched = client.manifest(repository, child.digest.as_str()).await?;
+                    let fetched = client.manifest(repository, &child.digest).await?;
                     let created = match fetched.manifest.config.as_ref() {
                         Some(config) if with_created && is_image_config(&config.media_type) => {
                             configs.created(client, repository, &config.digest).await?
@@ -184,8 +185,8 @@ pub struct TagDetail {
 /// meanwhile, corrupt) is reported in its row instead of failing the listing.
 pub async fn tag_details(
     client: &Client,
-    repository: &str,
-    tags: &[String],
+    repository: &Repository,
+    tags: &[Tag],
     concurrency: usize,
     progress: &dyn Progress,
 ) -> Vec<TagDetail> {
@@ -195,16 +196,16 @@ pub async fn tag_details(
         .map(|tag| {
             let configs = &configs;
             async move {
-                let result = resolve_image(client, repository, tag, true, configs).await;
+                let result = resolve_image(client, repository, tag.into(), true, configs).await;
                 progress.advance(1);
                 match result {
                     Ok(image) => TagDetail {
-                        tag: tag.clone(),
+                        tag: tag.to_string(),
                         image: Some(image),
                         error: None,
                     },
                     Err(err) => TagDetail {
-                        tag: tag.clone(),
+                        tag: tag.to_string(),
                         image: None,
                         error: Some(err.to_string()),
                     },

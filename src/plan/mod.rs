@@ -209,8 +209,69 @@ impl Plan {
     }
 }
 
-/// Plans one repository. `kept_elsewhere` are blobs that kept content in other repositories
-/// references (they are not freed); see [`plan`].
+/// One repository planned, with what the registry-wide bytes freed needs of its graph: the
+/// graph itself can then be dropped (see [`PlanBuilder`]).
+#[derive(Debug, Clone)]
+pub struct PlannedRepo {
+    plan: RepoPlan,
+    /// Manifests and blobs kept content references.
+    kept_blobs: HashSet<Digest>,
+    /// Manifests and blobs deleted content references, with their sizes; freed unless kept
+    /// content anywhere references them too.
+    deleted_blobs: HashMap<Digest, u64>,
+}
+
+impl PlannedRepo {
+    /// Plans one repository from its graph. Pure.
+    pub fn new(graph: &RepoGraph, decisions: &Decisions) -> Self {
+        let (plan, kept, deleted) = plan_repository(graph, decisions);
+        Self {
+            plan,
+            kept_blobs: graph.blobs_of(&kept).into_keys().collect(),
+            deleted_blobs: graph.blobs_of(&deleted),
+        }
+    }
+}
+
+/// Assembles a [`Plan`] one repository at a time, holding per repository only its plan and the
+/// blobs its deletions would free, plus one registry-wide set of kept blobs: a blob shared
+/// across repositories is freed only if no kept manifest anywhere references it, and counted
+/// once.
+#[derive(Debug, Default)]
+pub struct PlanBuilder {
+    repos: Vec<(RepoPlan, HashMap<Digest, u64>)>,
+    kept_blobs: HashSet<Digest>,
+}
+
+impl PlanBuilder {
+    pub fn add(&mut self, planned: PlannedRepo) {
+        let PlannedRepo {
+            plan,
+            kept_blobs,
+            deleted_blobs,
+        } = planned;
+        // Blobs kept here are not freed anywhere: only those deleted elsewhere need remembering.
+        self.kept_blobs.extend(kept_blobs);
+        self.repos.push((plan, deleted_blobs));
+    }
+
+    pub fn finish(self, registry: &str, created: &str) -> Plan {
+        let mut freed_total: HashMap<Digest, u64> = HashMap::new();
+        let mut repos = Vec::with_capacity(self.repos.len());
+        for (mut repo, deleted) in self.repos {
+            let freed: HashMap<Digest, u64> = deleted
+                .into_iter()
+                .filter(|(d, _)| !self.kept_blobs.contains(d))
+                .collect();
+            repo.bytes_freed = freed.values().sum();
+            freed_total.extend(freed);
+            repos.push(repo);
+        }
+        assemble(registry, repos, freed_total.values().sum(), created)
+    }
+}
+
+/// Plans one repository: its plan, the manifests kept and the manifests deleted.
 fn plan_repository(graph: &RepoGraph, decisions: &Decisions) -> (RepoPlan, HashSet<Digest>, HashSet<Digest>) {
     let mut repo = RepoPlan {
         repository: graph.repository.clone(),
@@ -529,26 +590,18 @@ pub fn plan(
     created: &str,
 ) -> Plan {
     let none = Decisions::default();
-    let mut repos = Vec::new();
-    let mut kept_blobs: HashSet<Digest> = HashSet::new();
-    let mut deleted_per_repo: Vec<HashSet<Digest>> = Vec::new();
+    let mut builder = PlanBuilder::default();
     for graph in graphs {
-        let (repo, kept, deleted) = plan_repository(graph, decisions.get(&graph.repository).unwrap_or(&none));
-        kept_blobs.extend(graph.blobs_of(&kept).into_keys());
-        repos.push(repo);
-        deleted_per_repo.push(deleted);
+        builder.add(PlannedRepo::new(
+            graph,
+            decisions.get(&graph.repository).unwrap_or(&none),
+        ));
     }
-    // A blob is freed only if no kept manifest anywhere references it; count each once overall.
-    let mut freed_total: HashMap<Digest, u64> = HashMap::new();
-    for ((repo, graph), deleted) in repos.iter_mut().zip(graphs).zip(&deleted_per_repo) {
-        let freed: HashMap<Digest, u64> = graph
-            .blobs_of(deleted)
-            .into_iter()
-            .filter(|(d, _)| !kept_blobs.contains(d))
-            .collect();
-        repo.bytes_freed = freed.values().sum();
-        freed_total.extend(freed);
-    }
+    builder.finish(registry, created)
+}
+
+/// The plan of planned repositories, sorted, with its totals.
+fn assemble(registry: &str, mut repos: Vec<RepoPlan>, bytes_freed: u64, created: &str) -> Plan {
     repos.sort_by(|a, b| a.repository.cmp(&b.repository));
     let count = |action: TagAction| {
         repos
@@ -567,7 +620,7 @@ pub fn plan(
             .flat_map(|r| &r.actions)
             .filter(|a| matches!(a, Action::DeleteManifest { .. }))
             .count(),
-        bytes_freed: freed_total.values().sum(),
+        bytes_freed,
         repositories_refused: repos.iter().filter(|r| r.refused.is_some()).count(),
         repositories_with_errors: repos.iter().filter(|r| !r.errors.is_empty()).count(),
         leftovers_removed: repos
@@ -767,6 +820,37 @@ mod tests {
         assert_eq!(p.totals.tags_deleted, 1);
         assert_eq!(p.repositories[1].repository, "other");
         assert!(p.repositories[1].actions.is_empty());
+    }
+
+    #[test]
+    fn blobs_kept_by_a_repository_planned_later_are_not_freed() {
+        let app = graph(&[("old", 1)], vec![(1, image(&[(10, 1000), (11, 10)]))]);
+        let mut other = graph(&[("x", 3)], vec![(3, image(&[(11, 10)]))]);
+        other.repository = "other".into();
+        let mut another = graph(&[("y", 4)], vec![(4, image(&[(10, 1000)]))]);
+        another.repository = "another".into();
+        another.errors.push("partly read".into());
+        let deleting = decide(&[], &["old"]);
+        let keeping = Decisions::default();
+        // The graphs go one at a time, in any order, and are dropped after being added.
+        for order in [[0, 1, 2], [2, 1, 0], [1, 0, 2]] {
+            let mut builder = PlanBuilder::default();
+            for i in order {
+                let planned = match i {
+                    0 => PlannedRepo::new(&app.clone(), &deleting),
+                    1 => PlannedRepo::new(&other.clone(), &keeping),
+                    _ => PlannedRepo::new(&another.clone(), &keeping),
+                };
+                builder.add(planned);
+            }
+            let p = builder.finish("reg", "now");
+            // Blob 11 is kept by `other`, blob 10 by the unreadable `another` (which keeps
+            // everything): only manifest 1 is freed.
+            assert_eq!(p.totals.bytes_freed, 100, "{order:?}");
+            let app_plan = p.repositories.iter().find(|r| r.repository == "app").unwrap();
+            assert_eq!(app_plan.bytes_freed, 100, "{order:?}");
+            assert_eq!(p.totals.manifests_deleted, 1, "{order:?}");
+        }
     }
 
     #[test]

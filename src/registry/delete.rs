@@ -22,6 +22,7 @@ use tokio::sync::OnceCell;
 use super::{Client, RegistryError};
 use crate::digest::Digest;
 use crate::manifest::media_type;
+use crate::reference::{Repository, Tag};
 
 /// Annotation that marks a manifest as regsweep's placeholder; its value says what it was for.
 pub const PLACEHOLDER_ANNOTATION: &str = "dev.regsweep.placeholder";
@@ -79,8 +80,8 @@ pub trait Remover: Send + Sync {
     fn untag<'a>(
         &'a self,
         client: &'a Client,
-        repository: &'a str,
-        tag: &'a str,
+        repository: &'a Repository,
+        tag: &'a Tag,
         digest: &'a Digest,
     ) -> BoxFuture<'a, Result<(), UntagError>>;
 
@@ -88,7 +89,7 @@ pub trait Remover: Send + Sync {
     fn delete_manifest<'a>(
         &'a self,
         client: &'a Client,
-        repository: &'a str,
+        repository: &'a Repository,
         digest: &'a Digest,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(client.delete_manifest(repository, digest))
@@ -106,8 +107,8 @@ impl Remover for DeleteByTag {
     fn untag<'a>(
         &'a self,
         client: &'a Client,
-        repository: &'a str,
-        tag: &'a str,
+        repository: &'a Repository,
+        tag: &'a Tag,
         _digest: &'a Digest,
     ) -> BoxFuture<'a, Result<(), UntagError>> {
         Box::pin(async move { Ok(client.delete_tag(repository, tag).await?) })
@@ -125,8 +126,8 @@ impl Remover for Placeholder {
     fn untag<'a>(
         &'a self,
         client: &'a Client,
-        repository: &'a str,
-        tag: &'a str,
+        repository: &'a Repository,
+        tag: &'a Tag,
         digest: &'a Digest,
     ) -> BoxFuture<'a, Result<(), UntagError>> {
         Box::pin(placeholder_untag(client, repository, tag, digest))
@@ -190,7 +191,7 @@ impl PlaceholderManifest {
         Self { body, digest }
     }
 
-    async fn push(&self, client: &Client, repository: &str, tag: &str) -> Result<(), RegistryError> {
+    async fn push(&self, client: &Client, repository: &Repository, tag: &Tag) -> Result<(), RegistryError> {
         client
             .put_manifest(repository, tag, media_type::OCI_MANIFEST, self.body.clone())
             .await
@@ -201,7 +202,7 @@ impl PlaceholderManifest {
 /// Deletes a placeholder by digest; already gone counts as deleted.
 async fn delete_placeholder(
     client: &Client,
-    repository: &str,
+    repository: &Repository,
     placeholder: &Digest,
 ) -> Result<(), RegistryError> {
     match client.delete_manifest(repository, placeholder).await {
@@ -215,12 +216,12 @@ async fn delete_placeholder(
 /// was lost is cleaned up), and the tag's state afterwards decides the outcome.
 async fn placeholder_untag(
     client: &Client,
-    repository: &str,
-    tag: &str,
+    repository: &Repository,
+    tag: &Tag,
     digest: &Digest,
 ) -> Result<(), UntagError> {
     let config = client.upload_blob(repository, b"{}".to_vec()).await?;
-    let placeholder = PlaceholderManifest::new(&config, "untag", tag, Some(digest));
+    let placeholder = PlaceholderManifest::new(&config, "untag", tag.as_str(), Some(digest));
     let pushed = placeholder.push(client, repository, tag).await;
     let deleted = delete_placeholder(client, repository, &placeholder.digest).await;
     match (pushed, deleted) {
@@ -252,7 +253,7 @@ async fn placeholder_untag(
 /// Checks that the registry accepts manifest deletes, with a DELETE of a digest that cannot
 /// exist: 404 means deletes are enabled; 405 (deletes disabled, or read-only) is returned as the
 /// error, whose message says which setting to change.
-pub async fn ensure_deletes_allowed(client: &Client, repository: &str) -> Result<(), RegistryError> {
+pub async fn ensure_deletes_allowed(client: &Client, repository: &Repository) -> Result<(), RegistryError> {
     let nothing = Digest::sha256(format!("regsweep-probe-{}", fastrand::u64(..)).as_bytes());
     match client.delete_manifest(repository, &nothing).await {
         Ok(()) => Ok(()),
@@ -266,16 +267,12 @@ pub async fn ensure_deletes_allowed(client: &Client, repository: &str) -> Result
 /// safe; some registries (ACR) delete the image with all its tags instead, and distribution 2.x
 /// refuses tag deletion (400). The placeholder (with whatever probe tags are left on it) is
 /// deleted whatever happens after it was pushed.
-pub async fn probe(client: &Client, repository: &str) -> Result<UntagMethod, RegistryError> {
+pub async fn probe(client: &Client, repository: &Repository) -> Result<UntagMethod, RegistryError> {
     // Nothing is pushed where it could not be deleted again.
     ensure_deletes_allowed(client, repository).await?;
-    let id = format!("{:012x}", fastrand::u64(..) & 0xffff_ffff_ffff);
-    let (first, second) = (
-        format!("{PROBE_TAG_PREFIX}{id}-a"),
-        format!("{PROBE_TAG_PREFIX}{id}-b"),
-    );
+    let (first, second) = probe_tags(fastrand::u64(..));
     let config = client.upload_blob(repository, b"{}".to_vec()).await?;
-    let placeholder = PlaceholderManifest::new(&config, "probe", &first, None);
+    let placeholder = PlaceholderManifest::new(&config, "probe", first.as_str(), None);
     let result = probe_with(client, repository, &placeholder, &first, &second).await;
     let cleaned = delete_placeholder(client, repository, &placeholder.digest).await;
     let method = result?;
@@ -284,12 +281,22 @@ pub async fn probe(client: &Client, repository: &str) -> Result<UntagMethod, Reg
     Ok(method)
 }
 
+/// The probe's two throw-away tags, unique per run.
+fn probe_tags(nonce: u64) -> (Tag, Tag) {
+    let id = format!("{:012x}", nonce & 0xffff_ffff_ffff);
+    let tag = |suffix: &str| {
+        Tag::parse(&format!("{PROBE_TAG_PREFIX}{id}-{suffix}"))
+            .expect("the probe prefix, hex digits and a letter make a valid tag")
+    };
+    (tag("a"), tag("b"))
+}
+
 async fn probe_with(
     client: &Client,
-    repository: &str,
+    repository: &Repository,
     placeholder: &PlaceholderManifest,
-    first: &str,
-    second: &str,
+    first: &Tag,
+    second: &Tag,
 ) -> Result<UntagMethod, RegistryError> {
     placeholder.push(client, repository, first).await?;
     placeholder.push(client, repository, second).await?;
@@ -316,7 +323,7 @@ pub struct MethodProbe {
 
 impl MethodProbe {
     /// The remover to use, probing on `repository` the first time.
-    pub async fn remover(&self, client: &Client, repository: &str) -> Result<&dyn Remover, String> {
+    pub async fn remover(&self, client: &Client, repository: &Repository) -> Result<&dyn Remover, String> {
         let probed = self
             .cell
             .get_or_init(|| async {
@@ -370,5 +377,14 @@ mod tests {
             PlaceholderManifest::new(&config, "untag", "v1", None).digest
         );
         assert_eq!(placeholder_info(&BTreeMap::new()), None);
+    }
+
+    #[test]
+    fn probe_tags_are_valid_and_distinct() {
+        for nonce in [0, 1, u64::MAX] {
+            let (first, second) = probe_tags(nonce);
+            assert!(first.as_str().starts_with(PROBE_TAG_PREFIX), "{first}");
+            assert_ne!(first, second);
+        }
     }
 }

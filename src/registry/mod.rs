@@ -34,7 +34,7 @@ use transport::{Request, Response, Transport};
 
 use crate::digest::Digest;
 use crate::manifest::{Descriptor, MAX_MANIFEST_BYTES, Manifest, media_type};
-use crate::reference::{RegistryAddr, Repository, Scheme, Tag};
+use crate::reference::{Reference, RegistryAddr, Repository, Scheme, Tag};
 
 /// Largest JSON listing (catalog or tags page, referrers index) accepted.
 const MAX_LIST_BYTES: usize = 64 * 1024 * 1024;
@@ -204,8 +204,9 @@ impl Client {
         }
     }
 
-    /// Every repository in the catalog, following `Link` pages until there is none.
-    pub async fn catalog(&self) -> Result<Vec<String>, RegistryError> {
+    /// Every repository in the catalog, following `Link` pages until there is none. Names that
+    /// are not repository names are skipped with a warning.
+    pub async fn catalog(&self) -> Result<Vec<Repository>, RegistryError> {
         #[derive(Deserialize)]
         struct Page {
             #[serde(default)]
@@ -222,14 +223,13 @@ impl Client {
             Ok(())
         })
         .await?;
-        Ok(valid_names(all, "repository", |name| {
-            Repository::parse(name).is_ok()
-        }))
+        Ok(valid_names(all, "repository", Repository::parse))
     }
 
     /// Every tag of a repository, following `Link` pages. distribution 2.x answers `"tags": null`
-    /// for a repository whose tags were all deleted; that is an empty list.
-    pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
+    /// for a repository whose tags were all deleted; that is an empty list. Names that are not
+    /// tags are skipped with a warning.
+    pub async fn tags(&self, repository: &Repository) -> Result<Vec<Tag>, RegistryError> {
         #[derive(Deserialize)]
         struct Page {
             #[serde(default)]
@@ -239,8 +239,8 @@ impl Client {
         let mut all = Vec::new();
         self.paginate(
             url,
-            Scope::repository(repository, &["pull"]),
-            Missing::Repository(repository.to_owned()),
+            Scope::repository(repository.as_str(), &["pull"]),
+            Missing::Repository(repository.to_string()),
             |request, body| {
                 let page: Page = parse_json(request, body)?;
                 all.extend(page.tags.unwrap_or_default());
@@ -248,7 +248,7 @@ impl Client {
             },
         )
         .await?;
-        Ok(valid_names(all, "tag", |tag| Tag::parse(tag).is_ok()))
+        Ok(valid_names(all, "tag", Tag::parse))
     }
 
     async fn paginate(
@@ -309,9 +309,10 @@ impl Client {
     /// hashes the body and checks it against a digest reference and `Docker-Content-Digest`.
     pub async fn manifest(
         &self,
-        repository: &str,
-        reference: &str,
+        repository: &Repository,
+        reference: impl Into<Reference<'_>>,
     ) -> Result<FetchedManifest, RegistryError> {
+        let reference = reference.into();
         let request = self.manifest_request(Method::GET, repository, reference);
         let response = self.transport.send(&request).await?;
         let info = info(&request);
@@ -323,9 +324,9 @@ impl Client {
                 request: info,
                 source,
             })?;
-        let digest = match Digest::parse(reference) {
+        let digest = match reference.digest() {
             // A digest reference in another algorithm was not checked above; keep it as named.
-            Ok(named) if named.algorithm() != "sha256" => named,
+            Some(named) if named.algorithm() != "sha256" => named.clone(),
             _ => computed,
         };
         Ok(FetchedManifest {
@@ -340,9 +341,10 @@ impl Client {
     /// send `Docker-Content-Digest` on HEAD, which the spec allows.
     pub async fn manifest_head(
         &self,
-        repository: &str,
-        reference: &str,
+        repository: &Repository,
+        reference: impl Into<Reference<'_>>,
     ) -> Result<ManifestHead, RegistryError> {
+        let reference = reference.into();
         let request = self.manifest_request(Method::HEAD, repository, reference);
         let response = self.transport.send(&request).await?;
         let digest = response
@@ -350,12 +352,12 @@ impl Client {
             .and_then(|d| Digest::parse(d).ok());
         match digest {
             Some(digest) => {
-                if let Ok(named) = Digest::parse(reference)
-                    && named != digest
+                if let Some(named) = reference.digest()
+                    && *named != digest
                 {
                     return Err(RegistryError::DigestMismatch {
                         request: info(&request),
-                        expected: named,
+                        expected: named.clone(),
                         actual: digest,
                     });
                 }
@@ -379,7 +381,12 @@ impl Client {
         }
     }
 
-    fn manifest_request(&self, method: Method, repository: &str, reference: &str) -> Request<'static> {
+    fn manifest_request(
+        &self,
+        method: Method,
+        repository: &Repository,
+        reference: Reference<'_>,
+    ) -> Request<'static> {
         Request {
             method,
             url: self
@@ -387,10 +394,10 @@ impl Client {
                 .url(&format!("/v2/{repository}/manifests/{reference}")),
             accept: Some(media_type::MANIFEST_ACCEPT),
             body: None,
-            scope: Scope::repository(repository, &["pull"]),
+            scope: Scope::repository(repository.as_str(), &["pull"]),
             missing: Missing::Manifest {
-                repository: repository.to_owned(),
-                reference: reference.to_owned(),
+                repository: repository.to_string(),
+                reference: reference.to_string(),
             },
             max_body: MAX_MANIFEST_BYTES,
             // GET and HEAD read; a manifest PUT of the same bytes stores the same thing again; a
@@ -402,9 +409,13 @@ impl Client {
 
     /// Deletes a manifest by digest. On distribution this also removes every tag that points at
     /// the digest; callers decide beforehand whether that is wanted.
-    pub async fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<(), RegistryError> {
-        let mut request = self.manifest_request(Method::DELETE, repository, digest.as_str());
-        request.scope = Scope::repository(repository, &["delete"]);
+    pub async fn delete_manifest(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        let mut request = self.manifest_request(Method::DELETE, repository, Reference::Digest(digest));
+        request.scope = Scope::repository(repository.as_str(), &["delete"]);
         self.transport.send(&request).await.map(drop)
     }
 
@@ -412,15 +423,19 @@ impl Client {
     /// /v2/<name>/manifests/<tag>`. Registries that do not support it answer 400 (distribution
     /// 2.x: `DIGEST_INVALID`) or 405; see `delete::UntagMethod` for how regsweep probes this
     /// safely, because some registries delete the whole image with every tag instead.
-    pub async fn delete_tag(&self, repository: &str, tag: &str) -> Result<(), RegistryError> {
-        let mut request = self.manifest_request(Method::DELETE, repository, tag);
-        request.scope = Scope::repository(repository, &["delete"]);
+    pub async fn delete_tag(&self, repository: &Repository, tag: &Tag) -> Result<(), RegistryError> {
+        let mut request = self.manifest_request(Method::DELETE, repository, Reference::Tag(tag));
+        request.scope = Scope::repository(repository.as_str(), &["delete"]);
         self.transport.send(&request).await.map(drop)
     }
 
     /// Uploads a small blob in one request pair (POST, then PUT with the digest) and returns its
     /// digest. Used for the placeholder manifests that untag on registries without tag deletion.
-    pub async fn upload_blob(&self, repository: &str, bytes: Vec<u8>) -> Result<Digest, RegistryError> {
+    pub async fn upload_blob(
+        &self,
+        repository: &Repository,
+        bytes: Vec<u8>,
+    ) -> Result<Digest, RegistryError> {
         // The final PUT is not repeated on its own (it consumes the upload session); when its
         // answer is lost, the whole upload runs once more: storing the same blob twice is
         // harmless.
@@ -430,16 +445,20 @@ impl Client {
         }
     }
 
-    async fn upload_blob_once(&self, repository: &str, bytes: Vec<u8>) -> Result<Digest, RegistryError> {
+    async fn upload_blob_once(
+        &self,
+        repository: &Repository,
+        bytes: Vec<u8>,
+    ) -> Result<Digest, RegistryError> {
         let digest = Digest::sha256(&bytes);
-        let scope = Scope::repository(repository, &["pull", "push"]);
+        let scope = Scope::repository(repository.as_str(), &["pull", "push"]);
         let start = Request {
             method: Method::POST,
             url: self.transport.url(&format!("/v2/{repository}/blobs/uploads/")),
             accept: None,
             body: None,
             scope: scope.clone(),
-            missing: Missing::Repository(repository.to_owned()),
+            missing: Missing::Repository(repository.to_string()),
             max_body: MAX_LIST_BYTES,
             // A repeated POST only opens another upload session, which the registry expires.
             repeat: Repeat::Safe,
@@ -463,7 +482,7 @@ impl Client {
             accept: None,
             body: Some(("application/octet-stream".to_owned(), bytes)),
             scope,
-            missing: Missing::Repository(repository.to_owned()),
+            missing: Missing::Repository(repository.to_string()),
             max_body: MAX_LIST_BYTES,
             // The final PUT consumes the upload session: a repeat after a lost answer would
             // fail with BLOB_UPLOAD_UNKNOWN even when the first one stored the blob.
@@ -477,16 +496,16 @@ impl Client {
     /// after checking it against the registry's `Docker-Content-Digest`.
     pub async fn put_manifest(
         &self,
-        repository: &str,
-        reference: &str,
+        repository: &Repository,
+        reference: impl Into<Reference<'_>>,
         media_type: &str,
         body: Vec<u8>,
     ) -> Result<Digest, RegistryError> {
         let digest = Digest::sha256(&body);
-        let mut request = self.manifest_request(Method::PUT, repository, reference);
+        let mut request = self.manifest_request(Method::PUT, repository, reference.into());
         request.accept = None;
         request.body = Some((media_type.to_owned(), body));
-        request.scope = Scope::repository(repository, &["pull", "push"]);
+        request.scope = Scope::repository(repository.as_str(), &["pull", "push"]);
         let response = self.transport.send(&request).await?;
         if let Some(claimed) = response
             .header("docker-content-digest")
@@ -506,7 +525,7 @@ impl Client {
     /// Downloads a (small) blob such as an image config and verifies its digest.
     pub async fn blob(
         &self,
-        repository: &str,
+        repository: &Repository,
         digest: &Digest,
         max_bytes: usize,
     ) -> Result<Vec<u8>, RegistryError> {
@@ -515,9 +534,9 @@ impl Client {
             url: self.transport.url(&format!("/v2/{repository}/blobs/{digest}")),
             accept: None,
             body: None,
-            scope: Scope::repository(repository, &["pull"]),
+            scope: Scope::repository(repository.as_str(), &["pull"]),
             missing: Missing::Blob {
-                repository: repository.to_owned(),
+                repository: repository.to_string(),
                 digest: digest.to_string(),
             },
             max_body: max_bytes,
@@ -539,7 +558,7 @@ impl Client {
     /// `sha256-<hex>` fallback tag is where referrers are listed.
     pub async fn referrers(
         &self,
-        repository: &str,
+        repository: &Repository,
         digest: &Digest,
     ) -> Result<Option<Vec<Descriptor>>, RegistryError> {
         #[derive(Deserialize)]
@@ -554,7 +573,7 @@ impl Client {
         let result = self
             .paginate(
                 url,
-                Scope::repository(repository, &["pull"]),
+                Scope::repository(repository.as_str(), &["pull"]),
                 Missing::Endpoint,
                 |request, body| {
                     let index: Index = parse_json(request, body)?;
@@ -571,37 +590,37 @@ impl Client {
     }
 }
 
-/// Keeps the names a listing returned that the distribution grammar accepts, and warns about
-/// each other one: they go into URL paths, where a name with `..`, `?`, `#` or `%` would address
+/// Parses the names a listing returned, and warns about each one the distribution grammar
+/// rejects: they go into URL paths, where a name with `..`, `?`, `#` or `%` would address
 /// something else than the entry listed.
-fn valid_names(names: Vec<String>, what: &str, valid: impl Fn(&str) -> bool) -> Vec<String> {
+fn valid_names<T, E>(names: Vec<String>, what: &str, parse: impl Fn(&str) -> Result<T, E>) -> Vec<T> {
     names
         .into_iter()
-        .filter(|name| {
-            let ok = valid(name);
-            if !ok {
+        .filter_map(|name| {
+            let parsed = parse(&name).ok();
+            if parsed.is_none() {
                 let shown: String = name.chars().take(200).collect();
                 tracing::warn!(
                     "skipping {what} {shown:?} listed by the registry: it is not a valid {what} name"
                 );
             }
-            ok
+            parsed
         })
         .collect()
 }
 
 fn verify_manifest_digest(
     request: &RequestInfo,
-    reference: &str,
+    reference: Reference<'_>,
     response: &Response,
     computed: &Digest,
 ) -> Result<(), RegistryError> {
-    if let Ok(named) = Digest::parse(reference)
+    if let Some(named) = reference.digest()
         && named.verify(&response.body) == Some(false)
     {
         return Err(RegistryError::DigestMismatch {
             request: request.clone(),
-            expected: named,
+            expected: named.clone(),
             actual: computed.clone(),
         });
     }

@@ -10,7 +10,7 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::graph::{RepoGraph, ScanOptions, scan};
+use crate::graph::{RepoGraph, ScanOptions, scan_named};
 use crate::look::du::{DuReport, RepoContent, account};
 use crate::progress::Progress;
 use crate::registry::Client;
@@ -45,7 +45,7 @@ pub async fn du_with_images(
         concurrency,
     };
     let graphs: Vec<RepoGraph> = stream::iter(repositories)
-        .map(|repo| scan(client, repo, options, progress))
+        .map(|repo| scan_named(client, repo, options, progress))
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;

@@ -345,163 +345,216 @@ fn from_config(
     let storage = raw
         .storage
         .ok_or_else(|| ConfigError::NoStorage(path.to_owned()))?;
-    let drivers: Vec<&String> = storage
-        .keys()
-        .filter(|k| !NON_DRIVER_KEYS.contains(&k.as_str()))
-        .collect();
     let env = |name: &str| env(name).filter(|v| !v.is_empty());
     let env_driver = env(ENV_DRIVER);
-    let driver = match (&env_driver, drivers.as_slice()) {
-        (Some(driver), _) => driver.clone(),
-        (None, [one]) => (*one).clone(),
-        (None, []) => return Err(ConfigError::NoStorage(path.to_owned())),
-        (None, several) => {
-            return Err(ConfigError::SeveralDrivers {
-                path: path.to_owned(),
-                drivers: several.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
-            });
-        }
+    let driver = choose_driver(path, &storage, env_driver.clone())?;
+    let keys = DriverKeys {
+        section: storage.get(&driver),
+        driver,
+        via: if env_driver.is_some() {
+            format!(" (set by {ENV_DRIVER})")
+        } else {
+            String::new()
+        },
+        env: &env,
+        overridden: std::cell::Cell::new(false),
     };
-    let via = if env_driver.is_some() {
-        format!(" (set by {ENV_DRIVER})")
-    } else {
-        String::new()
-    };
-    let config_read_only = storage
-        .get("maintenance")
-        .and_then(|m| m.get("readonly"))
-        .and_then(|r| r.get("enabled"))
-        .and_then(|e| e.as_bool());
-    let section = storage.get(&driver);
-    // A driver key: the registry's environment override first, then the file.
-    let mut overridden = false;
-    let mut key = |name: &str| -> Option<String> {
-        let var = format!(
-            "REGISTRY_STORAGE_{}_{}",
-            driver.to_ascii_uppercase(),
-            name.to_ascii_uppercase()
-        );
-        if let Some(value) = env(&var) {
-            overridden = true;
-            return Some(value);
-        }
-        match section.and_then(|s| s.get(name))? {
-            serde_json::Value::String(s) if s.is_empty() => None,
-            serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Null => None,
-            other => Some(other.to_string()),
-        }
-    };
-    let target = match driver.as_str() {
+    let config_read_only = maintenance_read_only(&storage);
+    let target = match keys.driver.as_str() {
         "filesystem" => {
-            let (root, from_default) = match key("rootdirectory") {
-                Some(root) => (root, false),
-                None => (DEFAULT_ROOT.to_owned(), true),
-            };
-            let env_via = if overridden {
-                format!(" (from {ENV_ROOT})")
-            } else {
-                String::new()
-            };
-            if !Path::new(&root).is_absolute() {
-                return Err(ConfigError::RelativeRoot { root, via: env_via });
-            }
-            let source = if overridden {
-                RootSource::Environment(path.to_owned())
-            } else if from_default {
-                RootSource::Default(path.to_owned())
-            } else {
-                RootSource::Config(path.to_owned())
-            };
+            let (root, source) = filesystem_root(&keys, path)?;
             return Ok(Located {
-                target: Target::Filesystem {
-                    root: PathBuf::from(root),
-                },
+                target: Target::Filesystem { root },
                 source,
                 config_read_only,
             });
         }
-        "s3" => {
-            let missing = |key: &'static str| ConfigError::MissingKey {
-                driver: driver.clone(),
-                key,
-                via: via.clone(),
-            };
-            let boolean = |key: &'static str, value: Option<String>| -> Result<Option<bool>, ConfigError> {
-                match value.as_deref() {
-                    None => Ok(None),
-                    Some("true") => Ok(Some(true)),
-                    Some("false") => Ok(Some(false)),
-                    Some(other) => Err(ConfigError::NotABool {
-                        driver: "s3".into(),
-                        key,
-                        value: other.to_owned(),
-                    }),
-                }
-            };
-            let bucket = key("bucket").ok_or_else(|| missing("bucket"))?;
-            let region = key("region").ok_or_else(|| missing("region"))?;
-            let endpoint = key("regionendpoint");
-            let secure = boolean("secure", key("secure"))?.unwrap_or(true);
-            let skip_verify = boolean("skipverify", key("skipverify"))?.unwrap_or(false);
-            let force_path_style = boolean("forcepathstyle", key("forcepathstyle"))?;
-            // distribution 2.8 signs with v4 by default and only falls back to v2 when told;
-            // object_store signs with v4 only, which every current S3 accepts.
-            let _v4auth = boolean("v4auth", key("v4auth"))?;
-            let root = key_root(&key("rootdirectory").unwrap_or_default());
-            let access_key = key("accesskey");
-            let secret_key = key("secretkey").map(Secret::new);
-            // distribution 2.8 forces path-style requests whenever `regionendpoint` is set; 3.x
-            // has an explicit `forcepathstyle`.
-            let path_style = force_path_style.or(endpoint.as_ref().map(|_| true));
-            let endpoint = endpoint.map(|e| {
-                if e.contains("://") {
-                    e
-                } else if secure {
-                    format!("https://{e}")
-                } else {
-                    format!("http://{e}")
-                }
+        "s3" => Target::S3(s3_target(&keys)?),
+        "azure" => Target::Azure(bucket_target(&keys, "container")?),
+        "gcs" => Target::Gcs(bucket_target(&keys, "bucket")?),
+        _ => {
+            return Err(ConfigError::UnsupportedDriver {
+                driver: keys.driver,
+                via: keys.via,
             });
-            let allow_http = !secure || endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
-            Target::S3(S3Target {
-                bucket,
-                root,
-                region: Some(region),
-                endpoint,
-                access_key,
-                secret_key,
-                allow_http,
-                skip_verify,
-                path_style,
-            })
         }
-        "azure" => Target::Azure(BucketTarget {
-            bucket: key("container").ok_or_else(|| ConfigError::MissingKey {
-                driver: driver.clone(),
-                key: "container",
-                via: via.clone(),
-            })?,
-            root: key_root(&key("rootdirectory").unwrap_or_default()),
-        }),
-        "gcs" => Target::Gcs(BucketTarget {
-            bucket: key("bucket").ok_or_else(|| ConfigError::MissingKey {
-                driver: driver.clone(),
-                key: "bucket",
-                via: via.clone(),
-            })?,
-            root: key_root(&key("rootdirectory").unwrap_or_default()),
-        }),
-        _ => return Err(ConfigError::UnsupportedDriver { driver, via }),
     };
     Ok(Located {
         target,
-        source: if overridden {
+        source: if keys.overridden.get() {
             RootSource::Environment(path.to_owned())
         } else {
             RootSource::Config(path.to_owned())
         },
         config_read_only,
+    })
+}
+
+/// The storage driver: the one the environment names, else the only driver section of the
+/// config.
+fn choose_driver(
+    path: &Path,
+    storage: &BTreeMap<String, serde_json::Value>,
+    env_driver: Option<String>,
+) -> Result<String, ConfigError> {
+    if let Some(driver) = env_driver {
+        return Ok(driver);
+    }
+    let drivers: Vec<&String> = storage
+        .keys()
+        .filter(|k| !NON_DRIVER_KEYS.contains(&k.as_str()))
+        .collect();
+    match drivers.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(ConfigError::NoStorage(path.to_owned())),
+        several => Err(ConfigError::SeveralDrivers {
+            path: path.to_owned(),
+            drivers: several.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+        }),
+    }
+}
+
+/// `storage.maintenance.readonly.enabled`, when the config says.
+fn maintenance_read_only(storage: &BTreeMap<String, serde_json::Value>) -> Option<bool> {
+    storage
+        .get("maintenance")
+        .and_then(|m| m.get("readonly"))
+        .and_then(|r| r.get("enabled"))
+        .and_then(|e| e.as_bool())
+}
+
+/// The keys of the chosen driver's section, each overridable by the registry's environment
+/// variable `REGISTRY_STORAGE_<DRIVER>_<KEY>`.
+struct DriverKeys<'a> {
+    driver: String,
+    section: Option<&'a serde_json::Value>,
+    /// How the driver was chosen, for error messages (empty when by the config).
+    via: String,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    /// Whether any key read so far came from the environment.
+    overridden: std::cell::Cell<bool>,
+}
+
+impl DriverKeys<'_> {
+    /// A key: the environment override first, then the file; empty means unset.
+    fn get(&self, name: &str) -> Option<String> {
+        let var = format!(
+            "REGISTRY_STORAGE_{}_{}",
+            self.driver.to_ascii_uppercase(),
+            name.to_ascii_uppercase()
+        );
+        if let Some(value) = (self.env)(&var) {
+            self.overridden.set(true);
+            return Some(value);
+        }
+        match self.section.and_then(|s| s.get(name))? {
+            serde_json::Value::String(s) if s.is_empty() => None,
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Null => None,
+            other => Some(other.to_string()),
+        }
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name).ok_or_else(|| ConfigError::MissingKey {
+            driver: self.driver.clone(),
+            key: name,
+            via: self.via.clone(),
+        })
+    }
+
+    fn boolean(&self, name: &'static str) -> Result<Option<bool>, ConfigError> {
+        match self.get(name).as_deref() {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(other) => Err(ConfigError::NotABool {
+                driver: self.driver.clone(),
+                key: name,
+                value: other.to_owned(),
+            }),
+        }
+    }
+
+    /// `rootdirectory` as an object key prefix.
+    fn root_prefix(&self) -> String {
+        key_root(&self.get("rootdirectory").unwrap_or_default())
+    }
+}
+
+/// The filesystem driver's root folder (distribution's default when unset), and where it came
+/// from.
+fn filesystem_root(keys: &DriverKeys<'_>, path: &Path) -> Result<(PathBuf, RootSource), ConfigError> {
+    let (root, from_default) = match keys.get("rootdirectory") {
+        Some(root) => (root, false),
+        None => (DEFAULT_ROOT.to_owned(), true),
+    };
+    let overridden = keys.overridden.get();
+    if !Path::new(&root).is_absolute() {
+        let via = if overridden {
+            format!(" (from {ENV_ROOT})")
+        } else {
+            String::new()
+        };
+        return Err(ConfigError::RelativeRoot { root, via });
+    }
+    let source = if overridden {
+        RootSource::Environment(path.to_owned())
+    } else if from_default {
+        RootSource::Default(path.to_owned())
+    } else {
+        RootSource::Config(path.to_owned())
+    };
+    Ok((PathBuf::from(root), source))
+}
+
+fn s3_target(keys: &DriverKeys<'_>) -> Result<S3Target, ConfigError> {
+    let bucket = keys.required("bucket")?;
+    let region = keys.required("region")?;
+    let endpoint = keys.get("regionendpoint");
+    let secure = keys.boolean("secure")?.unwrap_or(true);
+    let skip_verify = keys.boolean("skipverify")?.unwrap_or(false);
+    let force_path_style = keys.boolean("forcepathstyle")?;
+    // distribution 2.8 signs with v4 by default and only falls back to v2 when told;
+    // object_store signs with v4 only, which every current S3 accepts.
+    let _v4auth = keys.boolean("v4auth")?;
+    let root = keys.root_prefix();
+    let access_key = keys.get("accesskey");
+    let secret_key = keys.get("secretkey").map(Secret::new);
+    // distribution 2.8 forces path-style requests whenever `regionendpoint` is set; 3.x has an
+    // explicit `forcepathstyle`.
+    let path_style = force_path_style.or(endpoint.as_ref().map(|_| true));
+    let endpoint = endpoint.map(|e| endpoint_url(e, secure));
+    let allow_http = !secure || endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
+    Ok(S3Target {
+        bucket,
+        root,
+        region: Some(region),
+        endpoint,
+        access_key,
+        secret_key,
+        allow_http,
+        skip_verify,
+        path_style,
+    })
+}
+
+/// `regionendpoint` as a URL: a bare host gets the scheme `secure` asks for.
+fn endpoint_url(endpoint: String, secure: bool) -> String {
+    if endpoint.contains("://") {
+        endpoint
+    } else if secure {
+        format!("https://{endpoint}")
+    } else {
+        format!("http://{endpoint}")
+    }
+}
+
+/// Azure's container or GCS's bucket, with the root prefix.
+fn bucket_target(keys: &DriverKeys<'_>, bucket_key: &'static str) -> Result<BucketTarget, ConfigError> {
+    Ok(BucketTarget {
+        bucket: keys.required(bucket_key)?,
+        root: keys.root_prefix(),
     })
 }
 
@@ -519,6 +572,64 @@ mod tests {
 
     fn root_of(located: &Located) -> PathBuf {
         located.root().expect("a filesystem target").to_owned()
+    }
+
+    #[test]
+    fn driver_is_the_environment_choice_or_the_only_section() {
+        let storage: BTreeMap<String, serde_json::Value> = serde_json::from_str(
+            r#"{"s3": {}, "delete": {}, "cache": {}, "maintenance": {}, "redirect": {}, "tag": {}}"#,
+        )
+        .unwrap();
+        let path = Path::new("config.yml");
+        assert_eq!(choose_driver(path, &storage, None).unwrap(), "s3");
+        assert_eq!(choose_driver(path, &storage, Some("gcs".into())).unwrap(), "gcs");
+        let mut two = storage.clone();
+        two.insert("azure".into(), serde_json::json!({}));
+        assert!(matches!(
+            choose_driver(path, &two, None),
+            Err(ConfigError::SeveralDrivers { drivers, .. }) if drivers == "azure, s3"
+        ));
+        let none: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        assert!(matches!(
+            choose_driver(path, &none, None),
+            Err(ConfigError::NoStorage(_))
+        ));
+    }
+
+    #[test]
+    fn driver_keys_prefer_the_environment_and_ignore_empty_values() {
+        let section = serde_json::json!({"bucket": "b", "region": "", "secure": false, "skipverify": "yes"});
+        let env = |name: &str| (name == "REGISTRY_STORAGE_S3_BUCKET").then(|| "from-env".to_owned());
+        let keys = DriverKeys {
+            driver: "s3".into(),
+            section: Some(&section),
+            via: String::new(),
+            env: &env,
+            overridden: std::cell::Cell::new(false),
+        };
+        assert_eq!(keys.get("region"), None);
+        assert_eq!(keys.boolean("secure").unwrap(), Some(false));
+        assert!(!keys.overridden.get());
+        assert!(matches!(
+            keys.boolean("skipverify"),
+            Err(ConfigError::NotABool { .. })
+        ));
+        assert!(matches!(
+            keys.required("region"),
+            Err(ConfigError::MissingKey { key: "region", .. })
+        ));
+        assert_eq!(keys.get("bucket").as_deref(), Some("from-env"));
+        assert!(keys.overridden.get());
+    }
+
+    #[test]
+    fn bare_endpoints_get_the_scheme_secure_asks_for() {
+        assert_eq!(endpoint_url("minio:9000".into(), true), "https://minio:9000");
+        assert_eq!(endpoint_url("minio:9000".into(), false), "http://minio:9000");
+        assert_eq!(
+            endpoint_url("http://minio:9000".into(), true),
+            "http://minio:9000"
+        );
     }
 
     #[test]

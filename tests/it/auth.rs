@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Cli, Run};
 use regsweep::digest::Digest;
-use regsweep::reference::RegistryAddr;
+use regsweep::reference::{RegistryAddr, Repository, Tag};
 use regsweep::registry::{Advice, Client, ClientOptions, Credentials, RegistryError};
 use regsweep_testkit::{
     CannedResponse, Grant, ImageSpec, LoopbackServer, RegistryOptions, TestRegistry, TokenField, TokenServer,
@@ -99,22 +99,35 @@ async fn bearer_tokens_carry_exact_scopes_and_are_shared() {
     let mut repos = client.catalog().await.unwrap();
     repos.sort();
     assert_eq!(repos, ["team/app", "team/other"]);
-    assert_eq!(client.tags("team/app").await.unwrap().len(), 4);
+    assert_eq!(
+        client
+            .tags(&Repository::parse("team/app").unwrap())
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
     for digest in &digests {
-        client.manifest("team/app", digest).await.unwrap();
+        let digest = Digest::parse(digest).unwrap();
+        client
+            .manifest(&Repository::parse("team/app").unwrap(), &digest)
+            .await
+            .unwrap();
     }
 
     // Twelve concurrent first requests for one new scope: one token fetch, not twelve.
-    let other_tags: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
-    let heads = other_tags
-        .iter()
-        .map(|tag| client.manifest_head("team/other", tag));
+    let other_tags: Vec<Tag> = (0..12).map(|i| Tag::parse(&format!("t{i}")).unwrap()).collect();
+    let other = Repository::parse("team/other").unwrap();
+    let heads = other_tags.iter().map(|tag| client.manifest_head(&other, tag));
     for head in futures::future::join_all(heads).await {
         head.unwrap();
     }
 
     let doomed = Digest::parse(&digests[0]).unwrap();
-    client.delete_manifest("team/app", &doomed).await.unwrap();
+    client
+        .delete_manifest(&Repository::parse("team/app").unwrap(), &doomed)
+        .await
+        .unwrap();
     assert!(!pusher.manifest_exists("team/app", "v0").await.unwrap());
 
     // Exactly one token per scope, each asking for exactly what the operation needs.
@@ -153,10 +166,19 @@ async fn partial_grants_name_the_missing_permission() {
         .await
         .unwrap();
     let client = connect(&reg.host(), Some(Credentials::new("bob", PASSWORD))).await;
-    assert_eq!(client.tags("team/app").await.unwrap(), ["v1"]);
+    assert_eq!(
+        client
+            .tags(&Repository::parse("team/app").unwrap())
+            .await
+            .unwrap(),
+        ["v1"]
+    );
 
     let digest = Digest::parse(&image.digest).unwrap();
-    let err = client.delete_manifest("team/app", &digest).await.unwrap_err();
+    let err = client
+        .delete_manifest(&Repository::parse("team/app").unwrap(), &digest)
+        .await
+        .unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
     let message = err.to_string();
     assert!(
@@ -167,7 +189,11 @@ async fn partial_grants_name_the_missing_permission() {
     assert!(message.contains(&tokens.realm()), "{message}");
     assert!(reg.client().manifest_exists("team/app", "v1").await.unwrap());
 
-    let err = client.tags("team/secret").await.unwrap_err().to_string();
+    let err = client
+        .tags(&Repository::parse("team/secret").unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("lacks permission `repository:team/secret:pull`"),
         "{err}"
@@ -189,8 +215,17 @@ async fn tokens_are_renewed_during_long_runs() {
         .await
         .unwrap();
     let client = connect(&reg.host(), Some(Credentials::new("alice", PASSWORD))).await;
-    client.tags("team/app").await.unwrap();
-    client.manifest_head("team/app", "v1").await.unwrap();
+    client
+        .tags(&Repository::parse("team/app").unwrap())
+        .await
+        .unwrap();
+    client
+        .manifest_head(
+            &Repository::parse("team/app").unwrap(),
+            &Tag::parse("v1").unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(tokens.issued_to(Some("alice")).len(), 1, "reused while fresh");
 
     // Five seconds of requests with two-second tokens: renewed before each expiry (at 1.5 s),
@@ -198,7 +233,13 @@ async fn tokens_are_renewed_during_long_runs() {
     let started = Instant::now();
     let mut requests = 0;
     while started.elapsed() < Duration::from_secs(5) {
-        client.manifest_head("team/app", "v1").await.unwrap();
+        client
+            .manifest_head(
+                &Repository::parse("team/app").unwrap(),
+                &Tag::parse("v1").unwrap(),
+            )
+            .await
+            .unwrap();
         requests += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -221,7 +262,13 @@ async fn refused_tokens_are_replaced_once_then_explained() {
 
     // One token signed by a key the registry does not trust: refused as invalid_token, replaced.
     tokens.issue_untrusted(1);
-    assert_eq!(client.tags("team/app").await.unwrap(), ["v1"]);
+    assert_eq!(
+        client
+            .tags(&Repository::parse("team/app").unwrap())
+            .await
+            .unwrap(),
+        ["v1"]
+    );
     let issued = tokens.issued_to(Some("alice"));
     assert_eq!(issued.len(), 2);
     assert!(issued[0].untrusted && !issued[1].untrusted);
@@ -230,7 +277,10 @@ async fn refused_tokens_are_replaced_once_then_explained() {
     // replacement, then a clear error.
     tokens.issue_untrusted(10);
     let err = client
-        .delete_manifest("team/app", &Digest::sha256(b"absent"))
+        .delete_manifest(
+            &Repository::parse("team/app").unwrap(),
+            &Digest::sha256(b"absent"),
+        )
         .await
         .unwrap_err()
         .to_string();
@@ -257,26 +307,50 @@ async fn token_server_refusals_are_explained() {
 
     let wrong = format!("{PASSWORD}-wrong");
     let client = connect(&reg.host(), Some(Credentials::new("alice", &wrong))).await;
-    let err = client.tags("team/app").await.unwrap_err().to_string();
+    let err = client
+        .tags(&Repository::parse("team/app").unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("rejected user `alice`"), "{err}");
     assert!(err.contains("check the username and password"), "{err}");
     assert!(!err.contains(PASSWORD), "{err}");
 
     tokens.deny("alice");
     let client = connect(&reg.host(), Some(Credentials::new("alice", PASSWORD))).await;
-    let err = client.tags("team/app").await.unwrap_err().to_string();
+    let err = client
+        .tags(&Repository::parse("team/app").unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("refused user `alice` access to `repository:team/app:pull` (403"),
         "{err}"
     );
     tokens.allow("alice");
-    assert_eq!(client.tags("team/app").await.unwrap(), ["v1"]);
+    assert_eq!(
+        client
+            .tags(&Repository::parse("team/app").unwrap())
+            .await
+            .unwrap(),
+        ["v1"]
+    );
 
     // Anonymous: public repositories work without credentials; private ones say how to log in.
     let before = tokens.requests().len();
     let anonymous = connect(&reg.host(), None).await;
-    assert_eq!(anonymous.tags("public/app").await.unwrap(), ["p1"]);
-    let err = anonymous.tags("team/app").await.unwrap_err().to_string();
+    assert_eq!(
+        anonymous
+            .tags(&Repository::parse("public/app").unwrap())
+            .await
+            .unwrap(),
+        ["p1"]
+    );
+    let err = anonymous
+        .tags(&Repository::parse("team/app").unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("anonymous access lacks permission `repository:team/app:pull`"),
         "{err}"
@@ -306,11 +380,23 @@ async fn identity_tokens_use_the_oauth2_form_and_access_token_is_accepted() {
 
     // A password: the GET form, answered with `access_token` only.
     let client = connect(&reg.host(), Some(Credentials::new("alice", PASSWORD))).await;
-    assert_eq!(client.tags("team/app").await.unwrap(), ["v1"]);
+    assert_eq!(
+        client
+            .tags(&Repository::parse("team/app").unwrap())
+            .await
+            .unwrap(),
+        ["v1"]
+    );
 
     // An identity token: the OAuth2 POST with grant_type=refresh_token, never basic auth.
     let client = connect(&reg.host(), Some(Credentials::identity_token(REFRESH))).await;
-    assert_eq!(client.tags("team/app").await.unwrap(), ["v1"]);
+    assert_eq!(
+        client
+            .tags(&Repository::parse("team/app").unwrap())
+            .await
+            .unwrap(),
+        ["v1"]
+    );
     let posts: Vec<_> = tokens
         .requests()
         .into_iter()
@@ -328,7 +414,11 @@ async fn identity_tokens_use_the_oauth2_form_and_access_token_is_accepted() {
 
     // A revoked identity token says so.
     let client = connect(&reg.host(), Some(Credentials::identity_token("revoked"))).await;
-    let err = client.tags("team/app").await.unwrap_err().to_string();
+    let err = client
+        .tags(&Repository::parse("team/app").unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("the identity token") && err.contains("log in again"),
         "{err}"
@@ -394,8 +484,14 @@ async fn a_wider_scope_the_registry_asks_for_is_requested_and_remembered() {
     .unwrap();
     let client = connect(&registry.host(), Some(Credentials::new("alice", PASSWORD))).await;
     let digest = Digest::sha256(b"any manifest");
-    client.delete_manifest("team/app", &digest).await.unwrap();
-    client.delete_manifest("team/app", &digest).await.unwrap();
+    client
+        .delete_manifest(&Repository::parse("team/app").unwrap(), &digest)
+        .await
+        .unwrap();
+    client
+        .delete_manifest(&Repository::parse("team/app").unwrap(), &digest)
+        .await
+        .unwrap();
     let deletes = registry
         .requests()
         .iter()
@@ -433,7 +529,10 @@ async fn malformed_challenges_are_errors() {
             LoopbackServer::start(move |_| CannedResponse::new(401).header("WWW-Authenticate", header))
                 .unwrap();
         let client = connect(&registry.host(), Some(Credentials::new("alice", PASSWORD))).await;
-        let err = client.tags("team/app").await.unwrap_err();
+        let err = client
+            .tags(&Repository::parse("team/app").unwrap())
+            .await
+            .unwrap_err();
         assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
         assert!(err.to_string().contains(expected), "{header}: {err}");
     }
@@ -483,7 +582,13 @@ async fn redirects_and_links_to_other_hosts_never_receive_credentials() {
         .unwrap();
         let client = connect(&registry.host(), Some(Credentials::new("alice", PASSWORD))).await;
         let before = canary.requests().len();
-        assert_eq!(client.blob("app", &digest, 1 << 20).await.unwrap(), blob);
+        assert_eq!(
+            client
+                .blob(&Repository::parse("app").unwrap(), &digest, 1 << 20)
+                .await
+                .unwrap(),
+            blob
+        );
         let after = canary.requests();
         assert_eq!(after.len(), before + 1, "{scheme}: the redirect was followed");
         assert_eq!(after[before].path(), "/bucket/blob");
@@ -496,7 +601,11 @@ async fn redirects_and_links_to_other_hosts_never_receive_credentials() {
         assert!(!registry.authorized_requests().is_empty());
 
         // A `Link` to another host is refused before anything is sent there.
-        let err = client.tags("app").await.unwrap_err().to_string();
+        let err = client
+            .tags(&Repository::parse("app").unwrap())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("points to another host"), "{err}");
         assert_eq!(
             canary.requests().len(),
@@ -528,7 +637,10 @@ async fn plain_http_realms_of_tls_registries_get_no_credentials() {
     let host = format!("https://{}", reg.host());
     let before = tokens.requests().len();
     let client = connect_with(&host, options(false)).await;
-    let err = client.tags("team/app").await.unwrap_err();
+    let err = client
+        .tags(&Repository::parse("team/app").unwrap())
+        .await
+        .unwrap_err();
     assert_eq!(err.advice(), Some(Advice::AllowInsecureAuth), "{err}");
     let err = err.to_string();
     assert!(
@@ -538,7 +650,13 @@ async fn plain_http_realms_of_tls_registries_get_no_credentials() {
     assert_eq!(tokens.requests().len(), before, "nothing was sent to the realm");
 
     let client = connect_with(&host, options(true)).await;
-    assert_eq!(client.tags("team/app").await.unwrap(), ["v1"]);
+    assert_eq!(
+        client
+            .tags(&Repository::parse("team/app").unwrap())
+            .await
+            .unwrap(),
+        ["v1"]
+    );
     assert_eq!(tokens.issued_to(Some("alice")).len(), 1);
 }
 

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 
 use crate::common::{regsweep, regsweep_with};
 use regsweep::digest::Digest;
-use regsweep::reference::RegistryAddr;
+use regsweep::reference::{RegistryAddr, Repository, Tag};
 use regsweep::registry::{Client, ClientOptions, Credentials, RegistryError, RetryPolicy, Secret};
 use regsweep_testkit::{CannedResponse, ImageSpec, LoopbackServer, RegistryOptions, TestRegistry};
 
@@ -189,7 +189,7 @@ async fn method_not_allowed_says_what_is_disabled() {
     let digest = Digest::parse(&image.digest).unwrap();
     let err = client_for(&reg)
         .await
-        .delete_manifest("app", &digest)
+        .delete_manifest(&Repository::parse("app").unwrap(), &digest)
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::MethodNotAllowed { .. }), "{err}");
@@ -208,7 +208,7 @@ async fn method_not_allowed_says_what_is_disabled() {
         .unwrap();
     let err = client_for(&reg)
         .await
-        .delete_manifest("app", &digest)
+        .delete_manifest(&Repository::parse("app").unwrap(), &digest)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("read-only"), "{err}");
@@ -228,17 +228,32 @@ async fn manifests_are_verified_and_loopback_falls_back_to_http() {
         "http",
         "loopback without TLS falls back to HTTP"
     );
-    let fetched = client.manifest("app", "v1").await.unwrap();
+    let fetched = client
+        .manifest(&Repository::parse("app").unwrap(), &Tag::parse("v1").unwrap())
+        .await
+        .unwrap();
     assert_eq!(fetched.digest.as_str(), image.digest);
     assert_eq!(fetched.body, image.manifest);
-    let head = client.manifest_head("app", "v1").await.unwrap();
+    let head = client
+        .manifest_head(&Repository::parse("app").unwrap(), &Tag::parse("v1").unwrap())
+        .await
+        .unwrap();
     assert_eq!(head.digest, fetched.digest);
     assert_eq!(head.size, Some(image.manifest.len() as u64));
     // A digest the body does not hash to is refused even if the registry served something.
-    let by_digest = client.manifest("app", &image.digest).await.unwrap();
+    let by_digest = client
+        .manifest(
+            &Repository::parse("app").unwrap(),
+            &Digest::parse(&image.digest).unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(by_digest.digest, fetched.digest);
     let config = Digest::parse(&image.config.digest).unwrap();
-    let blob = client.blob("app", &config, 1 << 20).await.unwrap();
+    let blob = client
+        .blob(&Repository::parse("app").unwrap(), &config, 1 << 20)
+        .await
+        .unwrap();
     assert_eq!(blob.len() as u64, image.config.size);
 }
 

@@ -320,7 +320,7 @@ async fn plan_and_apply_through_faults() {
 #[tokio::test]
 async fn lost_answers_are_retried() {
     use regsweep::digest::Digest;
-    use regsweep::reference::RegistryAddr;
+    use regsweep::reference::{RegistryAddr, Repository, Tag};
     use regsweep::registry::{Client, ClientOptions, RetryPolicy};
 
     let reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
@@ -345,11 +345,22 @@ async fn lost_answers_are_retried() {
         let client = Client::connect(&RegistryAddr::parse(&proxy.host()).unwrap(), options)
             .await
             .unwrap();
-        assert_eq!(client.tags("app").await.unwrap(), ["v1"], "{kind:?}");
-        let fetched = client.manifest("app", "v1").await.unwrap();
+        assert_eq!(
+            client.tags(&Repository::parse("app").unwrap()).await.unwrap(),
+            ["v1"],
+            "{kind:?}"
+        );
+        let fetched = client
+            .manifest(&Repository::parse("app").unwrap(), &Tag::parse("v1").unwrap())
+            .await
+            .unwrap();
         assert_eq!(fetched.digest.as_str(), image.digest, "{kind:?}");
         assert_eq!(
-            client.manifest_head("app", "v1").await.unwrap().digest,
+            client
+                .manifest_head(&Repository::parse("app").unwrap(), &Tag::parse("v1").unwrap())
+                .await
+                .unwrap()
+                .digest,
             fetched.digest
         );
         let counts = proxy.counts();
@@ -376,7 +387,10 @@ async fn lost_answers_are_retried() {
         .await
         .unwrap();
     let digest = Digest::parse(&image.digest).unwrap();
-    client.delete_manifest("app", &digest).await.unwrap();
+    client
+        .delete_manifest(&Repository::parse("app").unwrap(), &digest)
+        .await
+        .unwrap();
     assert!(!p.manifest_exists("app", &image.digest).await.unwrap());
     assert_eq!(
         proxy.counts().of(FaultKind::ResetMidBody),

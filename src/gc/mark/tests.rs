@@ -469,3 +469,80 @@ fn facts_from_every_manifest_format() {
     assert_eq!(facts.blobs, vec![d(7)]);
     assert_eq!(facts.subject, Some(d(8)));
 }
+
+// The named steps of `mark_repository`, each on its own.
+
+#[test]
+fn revision_roots_are_every_revision_or_only_the_young_and_unreadable() {
+    let mut f = Fixture::new();
+    let old_image = f.image(1, &[10]);
+    let unreadable = d(2);
+    f.revision(&unreadable, ManifestState::Unreadable("not JSON".into()));
+    let young = d(3);
+    f.revision(&young, ManifestState::Parsed(ManifestFacts::default()));
+    f.repo.revisions.last_mut().unwrap().modified = Some(now());
+    let unknown_age = d(4);
+    f.revision(&unknown_age, ManifestState::Parsed(ManifestFacts::default()));
+    f.repo.revisions.last_mut().unwrap().modified = None;
+    let input = |delete_untagged| MarkInput {
+        repo: &f.repo,
+        manifests: &f.manifests,
+        delete_untagged,
+        cutoff: cutoff(),
+    };
+    let roots = |delete_untagged| -> BTreeSet<Digest> {
+        revision_roots(&input(delete_untagged))
+            .into_iter()
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        roots(false),
+        BTreeSet::from([old_image, unreadable.clone(), young.clone(), unknown_age.clone()])
+    );
+    assert_eq!(roots(true), BTreeSet::from([unreadable, young, unknown_age]));
+}
+
+#[test]
+fn tag_roots_keep_targets_outside_the_repository_marked() {
+    let mut f = Fixture::new();
+    let image = f.image(1, &[10]);
+    f.tag("v1", &image);
+    f.tag("stray", &d(50));
+    let revisions: DigestRefs<'_> = f.repo.revisions.iter().map(|l| &l.digest).collect();
+    let mut out = RepoMark::default();
+    let roots = tag_roots(&f.repo, &revisions, &mut out);
+    assert_eq!(roots, vec![&image]);
+    assert!(out.marked.contains(&d(50)), "a stray tag target keeps its blob");
+    assert_eq!(kinds(&out), vec![(Severity::Error, ProblemKind::BrokenTag)]);
+    assert!(out.problems[0].message.contains("`stray`"), "{:?}", out.problems);
+}
+
+#[test]
+fn empty_dirs_split_by_age() {
+    let mut f = Fixture::new();
+    for (path, modified) in [("a", old()), ("b", now()), ("c", old())] {
+        f.repo.empty_dirs.push(EmptyDir {
+            path: path.to_owned(),
+            modified,
+        });
+    }
+    assert_eq!(
+        old_empty_dirs(&f.repo, cutoff()),
+        (vec!["a".to_owned(), "c".to_owned()], 1)
+    );
+}
+
+#[test]
+fn unlinked_blobs_are_reported_once_each_in_order() {
+    let needed: DigestMap<Digest, Digest> = [(d(12), d(1)), (d(11), d(1)), (d(10), d(2))]
+        .into_iter()
+        .collect();
+    let linked = d(11);
+    let layers: DigestRefs<'_> = [&linked].into_iter().collect();
+    let problems = unlinked_blob_problems("app", &needed, &layers);
+    let blobs: Vec<Option<Digest>> = problems.iter().map(|p| p.digest.clone()).collect();
+    let mut expected = vec![Some(d(10)), Some(d(12))];
+    expected.sort();
+    assert_eq!(blobs, expected);
+}
