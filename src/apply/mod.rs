@@ -198,11 +198,16 @@ pub async fn apply(
     progress: &dyn Progress,
 ) -> Result<ApplyReport, ApplyError> {
     validate(plan, client.registry().host())?;
-    if let Some(dir) = &options.backup {
-        std::fs::create_dir_all(dir).map_err(|source| ApplyError::Backup {
-            path: dir.clone(),
-            source,
-        })?;
+    if let Some(dir) = options.backup.clone() {
+        // On the blocking pool like every other backup write: a slow or network disk must not
+        // hold up a runtime thread.
+        let created = tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || std::fs::create_dir_all(dir)
+        })
+        .await
+        .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
+        created.map_err(|source| ApplyError::Backup { path: dir, source })?;
     }
     let methods = MethodProbe::default();
     let work: Vec<(Repository, &RepoPlan)> = plan
