@@ -10,11 +10,13 @@
 #   bench/gc-s3/run.sh --repos 40 --images 6   # a quick run
 #   bench/gc-s3/run.sh --distribution-latency estimate   # skip distribution's proxied runs (hours)
 #   bench/gc-s3/run.sh --scaling "1 2 3" --repos 40      # regsweep on 1x, 2x, 3x the data
+#   bench/gc-s3/run.sh --bin PATH              # this regsweep binary instead of a release build
 #
 # Loading moto takes minutes (it stores ~100-150 objects/s), and distribution's collector sends
 # one request at a time, each ~20 ms on moto here (more as the bucket grows): the full-size run
-# takes hours. The README's figures: --repos 24 --distribution-latency estimate (~15 minutes), and
-# --scaling "1 2 4" --repos 12 (~5 minutes).
+# takes hours (loading alone ~20 minutes; distribution's default mode had done 74 of 200
+# repositories after an hour). The README's figures: --repos 24 --distribution-latency estimate
+# (~15 minutes), and --scaling "1 3 5" --repos 12 (~15 minutes).
 # Needs: python3, GNU time (apt-get install -y time), docker-registry (apt-get install -y
 # docker-registry), moto_server (pip install 'moto[server]').
 set -euo pipefail
@@ -25,6 +27,7 @@ images=10
 latency=20
 dist_latency=run
 scales=""
+bin=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --repos) repos="$2"; shift 2 ;;
@@ -32,7 +35,8 @@ while [ $# -gt 0 ]; do
     --latency-ms) latency="$2"; shift 2 ;;
     --distribution-latency) dist_latency="$2"; shift 2 ;;
     --scaling) scales="$2"; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --bin) bin="$2"; shift 2 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -41,8 +45,10 @@ command -v docker-registry >/dev/null || { echo "docker-registry missing: apt-ge
 command -v moto_server >/dev/null || { echo "moto_server missing: pip install 'moto[server]'" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "GNU time missing: apt-get install -y time" >&2; exit 1; }
 
-cargo build --release --locked --quiet
-bin="${CARGO_TARGET_DIR:-target}/release/regsweep"
+if [ -z "$bin" ]; then
+  cargo build --release --locked --quiet
+  bin="${CARGO_TARGET_DIR:-target}/release/regsweep"
+fi
 
 dir="$(mktemp -d "${TMPDIR:-/tmp}/regsweep-gc-s3-XXXXXX")"
 trap 'rm -rf "$dir"' EXIT

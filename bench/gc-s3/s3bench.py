@@ -182,9 +182,10 @@ def compare(args):
         # distribution's AWS SDK panics with AWS_CA_BUNDLE set: a minimal environment.
         dist_env = {"PATH": os.environ.get("PATH", "")}
         rows = []
-        for label, latency in (("moto", 0.0), (f"moto + {args.latency_ms:g} ms/request", args.latency_ms / 1000)):
-            proxy.latency = latency
-            for mode, flag in (("default", []), ("--delete-untagged", ["--delete-untagged"])):
+        # Mode by mode, so that a run stopped early has printed complete figures for the first mode.
+        for mode, flag in (("default", []), ("--delete-untagged", ["--delete-untagged"])):
+            for label, latency in (("moto", 0.0), (f"moto + {args.latency_ms:g} ms/request", args.latency_ms / 1000)):
+                proxy.latency = latency
                 results = {}
                 for tool, cmd, env in (
                     ("distribution", [args.registry, "garbage-collect", "--dry-run"] + flag + [config], dist_env),
@@ -195,13 +196,16 @@ def compare(args):
                         # through the proxy it takes its raw time plus one latency per request.
                         raw = next(r for r in rows if r[0] == "moto" and r[1] == mode)[2][tool]
                         results[tool] = (raw[0] + raw[1] * latency, raw[1], raw[2], raw[3], True)
+                        print(f"  {time.strftime('%H:%M:%S')} {label} {mode} {tool}: {results[tool][0]:.2f} s (estimated)", file=sys.stderr,
+                              flush=True)
                         continue
                     before = proxy.count
                     wall, rss, out = timed(cmd, env)
                     count = proxy.count - before
                     doomed = distribution_would_delete(out) if tool == "distribution" else regsweep_would_delete(out)[0]
                     results[tool] = (wall, count, rss, doomed, False)
-                    print(f"  {label} {mode} {tool}: {wall:.2f} s, {count:,} requests", file=sys.stderr)
+                    print(f"  {time.strftime('%H:%M:%S')} {label} {mode} {tool}: {wall:.2f} s, {count:,} requests, {rss:.0f} MiB, "
+                          f"would delete {doomed:,} blobs", file=sys.stderr, flush=True)
                 rows.append((label, mode, results))
         # Last, for real: the dry runs changed nothing, so this bucket is still a copy of the tree.
         proxy.latency = args.latency_ms / 1000
@@ -255,6 +259,13 @@ def scaling(args):
         per_blob = (m1 - m0) / (b1 - b0)
         print(f"\nmemory: {per_blob * 1024:.2f} KiB per added blob; 1 M blobs ~ {m1 + per_blob * (1_000_000 - b1):.0f} MiB "
               f"(linear extrapolation from the largest point)")
+        if len(points) >= 3:
+            # Small trees have fewer repositories than the 32 listings and workers running at once:
+            # the step between the two largest is closer to what each further blob costs.
+            (bp, _, _, mp, _) = points[-2]
+            tail = (m1 - mp) / (b1 - bp)
+            print(f"memory between the two largest points: {tail * 1024:.2f} KiB per added blob; 1 M blobs ~ "
+                  f"{m1 + tail * (1_000_000 - b1):.0f} MiB")
         print(f"time: x{w1 / w0:.1f} for x{b1 / b0:.1f} the blobs (moto's listing cost grows with the bucket, so this "
               f"overstates the growth on real S3)")
 

@@ -6,7 +6,9 @@
 //! parallel (one listing per `blobs/<alg>/<xx>/` shard and one per top-level repository folder),
 //! into an in-memory snapshot; folder listings and `stat`s are then answered from the snapshot.
 //! Contents are fetched only where needed, and link files not even then when the listing's ETag
-//! is the MD5 of a digest string found in a key path (see [`Snapshot::link_by_etag`]).
+//! is the MD5 of the digest in their own key path or of a manifest's (see [`Snapshot::link_content`]).
+//! The snapshot is kept compact (see the `snapshot` module): a million blobs fit in a few hundred
+//! megabytes.
 //! [`Backend::refresh`] re-lists the repositories before a sweep, so that links written during the
 //! run are seen; deletions are batched ([`Backend::delete_many`]).
 //!
@@ -23,16 +25,16 @@
 //! sits below the retries, in the HTTP layer, and limits requests in flight the AIMD way: halved
 //! on a throttling answer, one more after each limit's worth of successes.
 
+mod snapshot;
+
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::ops::Bound;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::{StreamExt as _, TryStreamExt as _};
-use md5::{Digest as _, Md5};
 use object_store::client::{
     ClientOptions, HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService,
     ReqwestConnector,
@@ -40,7 +42,8 @@ use object_store::client::{
 use object_store::path::Path as KeyPath;
 use object_store::{ObjectStore, ObjectStoreExt as _};
 
-use super::{Backend, Entry, EntryKind, FileMeta, LAYOUT_PREFIX, RequestCounts, StorageError};
+use self::snapshot::{Object, Snapshot, etag_md5};
+use super::{Backend, Entry, FileMeta, LAYOUT_PREFIX, RequestCounts, StorageError};
 
 /// Listings running at once while the snapshot is taken.
 const LIST_CONCURRENCY: usize = 32;
@@ -194,30 +197,8 @@ impl HttpService for ThrottledService {
     }
 }
 
-/// What the snapshot keeps of one object.
-#[derive(Debug, Clone, Copy)]
-struct ObjMeta {
-    size: u64,
-    modified: SystemTime,
-    /// The ETag when it is a plain MD5 (single-part uploads without KMS encryption).
-    md5: Option<[u8; 16]>,
-}
-
-/// Every key under the layout prefix, relative to it.
-#[derive(Debug, Default)]
-struct Snapshot {
-    objects: BTreeMap<String, ObjMeta>,
-    /// MD5 of `<alg>:<hex>` for every `<alg>/<hex>` pair found in a key path, to the digest text:
-    /// a link file's content is one of these digests, so its ETag names it without a GET.
-    link_by_etag: BTreeMap<[u8; 16], String>,
-    /// Prefixes (relative, with a trailing `/`) whose listing failed, with the error.
-    unreadable: Vec<(String, String)>,
-    /// Directory-marker keys that were dropped.
-    markers: Vec<String>,
-}
-
-/// A flat listing: keys relative to the layout with their metadata, or why it failed.
-type Listed = Result<Vec<(String, ObjMeta)>, String>;
+/// A flat listing: the objects below one prefix, or why it failed.
+type Listed = Result<Vec<Object>, String>;
 
 /// distribution's layout in a bucket.
 #[derive(Debug)]
@@ -269,129 +250,6 @@ fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
-}
-
-/// A plain-MD5 ETag (`"<32 hex>"`), as S3 gives for single-part uploads.
-fn etag_md5(etag: Option<&str>) -> Option<[u8; 16]> {
-    let text = etag?.trim_matches('"');
-    let mut out = [0u8; 16];
-    hex::decode_to_slice(text, &mut out).ok()?;
-    Some(out)
-}
-
-/// The `<alg>:<hex>` digest text of a key path ending in `…/<alg>/<hex>/<file>`, if it looks like
-/// one (the content of every link file in the layout is such a digest).
-fn digest_in_path(relative: &str) -> Option<String> {
-    let mut parts = relative.rsplit('/');
-    let _file = parts.next()?;
-    let hex = parts.next()?;
-    let alg = parts.next()?;
-    let plausible = hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) && !alg.is_empty();
-    plausible.then(|| format!("{alg}:{hex}"))
-}
-
-impl Snapshot {
-    fn insert(&mut self, relative: String, meta: ObjMeta) {
-        if let Some(text) = digest_in_path(&relative) {
-            let md5: [u8; 16] = Md5::digest(text.as_bytes()).into();
-            self.link_by_etag.entry(md5).or_insert(text);
-        }
-        self.objects.insert(relative, meta);
-    }
-
-    /// Drops zero-byte keys that are also a folder of other keys: directory markers.
-    fn drop_markers(&mut self) {
-        let markers: Vec<String> = self
-            .objects
-            .iter()
-            .filter(|(key, meta)| meta.size == 0 && self.has_children(key))
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in &markers {
-            self.objects.remove(key);
-        }
-        self.markers.extend(markers);
-    }
-
-    fn has_children(&self, dir: &str) -> bool {
-        let prefix = format!("{dir}/");
-        self.objects
-            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
-            .next()
-            .is_some_and(|(k, _)| k.starts_with(&prefix))
-    }
-
-    /// Keys equal to `path` or below it.
-    fn keys_under(&self, path: &str) -> Vec<String> {
-        let prefix = format!("{path}/");
-        let mut keys: Vec<String> = self
-            .objects
-            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, _)| k.clone())
-            .collect();
-        if self.objects.contains_key(path) {
-            keys.push(path.to_owned());
-        }
-        keys
-    }
-
-    fn unreadable_covering(&self, dir: &str) -> Option<&(String, String)> {
-        let with_slash = format!("{dir}/");
-        self.unreadable
-            .iter()
-            .find(|(prefix, _)| with_slash.starts_with(prefix.as_str()) || prefix.starts_with(&with_slash))
-    }
-
-    /// The immediate children of `dir`, skipping over each child folder's keys instead of
-    /// visiting them.
-    fn children(&self, dir: &str) -> Vec<Entry> {
-        let prefix = if dir.is_empty() {
-            String::new()
-        } else {
-            format!("{dir}/")
-        };
-        let mut entries = Vec::new();
-        let mut from = prefix.clone();
-        while let Some((key, _)) = self
-            .objects
-            .range::<str, _>((Bound::Included(from.as_str()), Bound::Unbounded))
-            .next()
-        {
-            let Some(rest) = key.strip_prefix(&prefix) else {
-                break;
-            };
-            match rest.split_once('/') {
-                Some((name, _)) => {
-                    entries.push(Entry {
-                        name: name.to_owned(),
-                        kind: EntryKind::Dir,
-                    });
-                    // `0` follows `/`: the first key after everything below `name/`.
-                    from = format!("{prefix}{name}0");
-                }
-                None => {
-                    entries.push(Entry {
-                        name: rest.to_owned(),
-                        kind: EntryKind::File,
-                    });
-                    from = format!("{key}\0");
-                }
-            }
-        }
-        entries
-    }
-
-    /// The newest modification below `dir` (an object store has no folder times).
-    fn newest_under(&self, dir: &str) -> Option<FileMeta> {
-        let prefix = format!("{dir}/");
-        self.objects
-            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(_, m)| m.modified)
-            .max()
-            .map(|modified| FileMeta { size: 0, modified })
-    }
 }
 
 impl ObjectBackend {
@@ -489,27 +347,27 @@ impl ObjectBackend {
                 }
                 flat.extend(level);
             }
-            let results: Vec<(String, Listed)> = futures::stream::iter(flat)
+            // Each listing goes into the snapshot as soon as it completes, so that the listings
+            // are never all held at once next to it.
+            let mut listings = futures::stream::iter(flat)
                 .map(|dir| async move {
                     let listed = self.list_flat(&dir).await;
                     (dir, listed)
                 })
-                .buffer_unordered(LIST_CONCURRENCY)
-                .collect()
-                .await;
-            for (dir, listed) in results {
+                .buffer_unordered(LIST_CONCURRENCY);
+            let mut failed = Vec::new();
+            while let Some((dir, listed)) = listings.next().await {
                 match listed {
-                    Ok(objects) => {
-                        for (key, meta) in objects {
-                            snapshot.insert(key, meta);
-                        }
-                    }
-                    // A page object_store cannot parse (a key with an empty segment): go folder
-                    // by folder below it, so that only the folder holding the key is lost.
-                    Err(_) => Box::pin(self.walk_delimited(dir, &mut snapshot)).await,
+                    Ok(objects) => objects.into_iter().for_each(|o| snapshot.insert(o)),
+                    Err(_) => failed.push(dir),
                 }
             }
-            snapshot.drop_markers();
+            // A page object_store cannot parse (a key with an empty segment): go folder by folder
+            // below it, so that only the folder holding the key is lost.
+            for dir in failed {
+                Box::pin(self.walk_delimited(dir, &mut snapshot)).await;
+            }
+            snapshot.seal();
             Ok(snapshot)
         })
     }
@@ -523,9 +381,9 @@ impl ObjectBackend {
             .list_with_delimiter(Some(&self.key(dir)))
             .await
             .map_err(|err| store_error("list", dir, with_causes(&err)))?;
-        for object in listed.objects {
-            if let Some(relative) = self.relative(object.location.as_ref()) {
-                snapshot.insert(relative.to_owned(), meta_of(&object));
+        for object in &listed.objects {
+            if let Some(object) = self.object_of(object) {
+                snapshot.insert(object);
             }
         }
         Ok(listed
@@ -535,21 +393,27 @@ impl ObjectBackend {
             .collect())
     }
 
+    /// One flat listing, kept compact as its pages arrive.
     async fn list_flat(&self, dir: &str) -> Listed {
         bump(&self.counts.listings, 1);
-        let objects: Vec<_> = self
-            .store
+        self.store
             .list(Some(&self.key(dir)))
-            .try_collect()
-            .await
-            .map_err(|err| with_causes(&err))?;
-        Ok(objects
-            .iter()
-            .filter_map(|o| {
-                self.relative(o.location.as_ref())
-                    .map(|r| (r.to_owned(), meta_of(o)))
+            .try_fold(Vec::new(), |mut objects, meta| {
+                objects.extend(self.object_of(&meta));
+                async move { Ok(objects) }
             })
-            .collect())
+            .await
+            .map_err(|err| with_causes(&err))
+    }
+
+    fn object_of(&self, meta: &object_store::ObjectMeta) -> Option<Object> {
+        let relative = self.relative(meta.location.as_ref())?;
+        Some(Object::new(
+            relative,
+            meta.size,
+            SystemTime::from(meta.last_modified),
+            etag_md5(meta.e_tag.as_deref()),
+        ))
     }
 
     async fn walk_delimited(&self, dir: String, snapshot: &mut Snapshot) {
@@ -591,14 +455,6 @@ impl ObjectBackend {
     }
 }
 
-fn meta_of(object: &object_store::ObjectMeta) -> ObjMeta {
-    ObjMeta {
-        size: object.size,
-        modified: SystemTime::from(object.last_modified),
-        md5: etag_md5(object.e_tag.as_deref()),
-    }
-}
-
 impl Backend for ObjectBackend {
     fn location(&self) -> String {
         self.location.clone()
@@ -615,11 +471,8 @@ impl Backend for ObjectBackend {
     }
 
     fn stat(&self, path: &str) -> Result<Option<FileMeta>, StorageError> {
-        let known = self.with_snapshot(|s| match s.objects.get(path) {
-            Some(meta) => Some(Some(FileMeta {
-                size: meta.size,
-                modified: meta.modified,
-            })),
+        let known = self.with_snapshot(|s| match s.get(path) {
+            Some(object) => Some(Some(object.meta())),
             None => s.newest_under(path).map(Some),
         })?;
         if let Some(found) = known {
@@ -639,23 +492,17 @@ impl Backend for ObjectBackend {
     }
 
     fn read(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        let (meta, by_etag) = self.with_snapshot(|s| {
-            let meta = s.objects.get(path).copied();
-            let by_etag = meta
-                .and_then(|m| m.md5)
-                .and_then(|md5| s.link_by_etag.get(&md5).cloned());
-            (meta, by_etag)
-        })?;
+        let (size, by_etag) = self.with_snapshot(|s| (s.get(path).map(|o| o.size), s.link_content(path)))?;
         if let Some(text) = by_etag {
             bump(&self.counts.etag_hits, 1);
             return Ok(Some(text.into_bytes()));
         }
-        if let Some(meta) = meta
-            && meta.size > limit
+        if let Some(size) = size
+            && size > limit
         {
             return Err(StorageError::TooLarge {
                 path: path.to_owned(),
-                size: meta.size,
+                size,
                 limit,
             });
         }
@@ -697,9 +544,7 @@ impl Backend for ObjectBackend {
             .iter()
             .map(|keys| {
                 if let Some(snapshot) = guard.as_mut() {
-                    for key in keys.iter().filter(|k| !failed.contains_key(*k)) {
-                        snapshot.objects.remove(key);
-                    }
+                    snapshot.mark_deleted(keys.iter().filter(|k| !failed.contains_key(*k)));
                 }
                 match keys.iter().find_map(|k| failed.get(k).map(|e| (k, e))) {
                     Some((key, err)) => Err(store_error("delete", key, err)),
@@ -726,25 +571,9 @@ impl Backend for ObjectBackend {
     fn refresh(&self) -> Result<(), StorageError> {
         let fresh = self.load(&["repositories"])?;
         let mut guard = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
-        let Some(snapshot) = guard.as_mut() else {
-            *guard = Some(fresh);
-            return Ok(());
-        };
-        let stale: Vec<String> = snapshot
-            .objects
-            .keys()
-            .filter(|k| k.starts_with("repositories/"))
-            .cloned()
-            .collect();
-        for key in stale {
-            snapshot.objects.remove(&key);
-        }
-        snapshot
-            .unreadable
-            .retain(|(p, _)| !p.starts_with("repositories/"));
-        snapshot.unreadable.extend(fresh.unreadable);
-        for (key, meta) in fresh.objects {
-            snapshot.insert(key, meta);
+        match guard.as_mut() {
+            Some(snapshot) => snapshot.replace_repositories(fresh),
+            None => *guard = Some(fresh),
         }
         Ok(())
     }
@@ -792,64 +621,6 @@ impl Backend for ObjectBackend {
 mod tests {
     use super::*;
 
-    fn meta(size: u64) -> ObjMeta {
-        ObjMeta {
-            size,
-            modified: SystemTime::UNIX_EPOCH,
-            md5: None,
-        }
-    }
-
-    fn snapshot(keys: &[(&str, u64)]) -> Snapshot {
-        let mut s = Snapshot::default();
-        for (k, size) in keys {
-            s.insert((*k).to_owned(), meta(*size));
-        }
-        s.drop_markers();
-        s
-    }
-
-    #[test]
-    fn children_skip_over_folders() {
-        let s = snapshot(&[
-            ("repositories/a/_layers/x", 1),
-            ("repositories/a/_manifests/y", 1),
-            ("repositories/a-b/_layers/z", 1),
-            ("repositories/file", 1),
-            ("repositoriesX/q", 1),
-        ]);
-        let mut names: Vec<(String, EntryKind)> = s
-            .children("repositories")
-            .into_iter()
-            .map(|e| (e.name, e.kind))
-            .collect();
-        // `a-b/…` sorts before `a/…` as keys; callers sort names themselves.
-        names.sort_by(|a, b| a.0.cmp(&b.0));
-        assert_eq!(
-            names,
-            vec![
-                ("a".to_owned(), EntryKind::Dir),
-                ("a-b".to_owned(), EntryKind::Dir),
-                ("file".to_owned(), EntryKind::File)
-            ]
-        );
-        assert!(s.children("nothing").is_empty());
-        assert_eq!(s.keys_under("repositories/a").len(), 2);
-    }
-
-    #[test]
-    fn directory_markers_are_dropped_and_reported() {
-        let s = snapshot(&[
-            ("blobs/sha256/04", 0),
-            ("blobs/sha256/04/0400/data", 5),
-            ("blobs/lone", 0),
-        ]);
-        assert_eq!(s.markers, vec!["blobs/sha256/04".to_owned()]);
-        assert!(!s.objects.contains_key("blobs/sha256/04"));
-        // A zero-byte key without children is an ordinary (empty) file.
-        assert!(s.objects.contains_key("blobs/lone"));
-    }
-
     #[test]
     fn throttling_halves_the_limit_once_per_burst_and_grows_it_back() {
         let throttle = Throttle::new();
@@ -869,19 +640,5 @@ mod tests {
         assert_eq!(throttle.state().debt, 0);
         assert_eq!(forgotten, MAX_IN_FLIGHT / 2);
         assert_eq!(throttle.gate.available_permits() - forgotten, limit(&throttle));
-    }
-
-    #[test]
-    fn link_content_from_etag() {
-        let hex = "a".repeat(64);
-        let s = snapshot(&[(
-            &format!("repositories/x/_manifests/revisions/sha256/{hex}/link"),
-            71,
-        )]);
-        let md5: [u8; 16] = Md5::digest(format!("sha256:{hex}").as_bytes()).into();
-        assert_eq!(s.link_by_etag.get(&md5), Some(&format!("sha256:{hex}")));
-        assert_eq!(etag_md5(Some(&format!("\"{}\"", hex::encode(md5)))), Some(md5));
-        // Multipart ETags are not an MD5 of the content.
-        assert_eq!(etag_md5(Some("\"0123456789abcdef0123456789abcdef-2\"")), None);
     }
 }
