@@ -12,9 +12,6 @@
 //! while read-only mode (`storage.maintenance.readonly.enabled`) has no DELETE or PUT route at
 //! all, so the router answers 405 in plain text, and the manifest PUT gets 405 too.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use serde::Serialize;
 
 use crate::digest::Digest;
@@ -22,7 +19,7 @@ use crate::manifest::media_type;
 use crate::reference::{RegistryAddr, Repository};
 use crate::registry::auth::{Challenge, parse_challenges};
 use crate::registry::delete::{self, UntagMethod, ensure_deletes_allowed};
-use crate::registry::{Client, ClientOptions, RegistryError};
+use crate::registry::{Client, ClientOptions, RegistryError, build_http_with};
 
 /// Catalog page sizes tried, largest first; the first one the registry accepts is reported.
 /// distribution's limit is `catalog.maxentries` (1000 by default).
@@ -232,9 +229,11 @@ pub async fn probe(
 /// client learns it too but keeps it private; this request carries no credentials.
 async fn auth_kind(client: &Client, options: &ClientOptions) -> AuthKind {
     let unknown = |reason: String| AuthKind::Unknown { reason };
-    let http = match plain_http_client(options.insecure, &options.ca_files) {
+    // The connection's TLS settings and timeouts, without redirects: the answer must be the
+    // registry's own.
+    let http = match build_http_with(options, reqwest::redirect::Policy::none()) {
         Ok(http) => http,
-        Err(reason) => return unknown(reason),
+        Err(err) => return unknown(err.to_string()),
     };
     let url = match client.base_url().join("v2/") {
         Ok(url) => url,
@@ -252,22 +251,6 @@ async fn auth_kind(client: &Client, options: &ClientOptions) -> AuthKind {
         }
         Err(err) => unknown(format!("GET /v2/ failed: {err}")),
     }
-}
-
-/// An HTTP client with the connection's TLS settings, no redirects and short timeouts.
-fn plain_http_client(insecure: bool, ca_files: &[PathBuf]) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .tls_danger_accept_invalid_certs(insecure);
-    for path in ca_files {
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("{} is not a PEM bundle: {e}", path.display()))?;
-        builder = builder.tls_certs_merge(certs);
-    }
-    builder.build().map_err(|e| e.to_string())
 }
 
 /// Lists the catalog with decreasing page sizes until the registry accepts one; returns the

@@ -668,15 +668,24 @@ fn base_url(registry: &RegistryAddr, scheme: Scheme) -> Result<Url, RegistryErro
 
 /// The HTTP client every registry request goes through (TLS settings, timeouts, redirects).
 pub fn build_http(options: &ClientOptions) -> Result<reqwest::Client, RegistryError> {
+    // Redirects are followed for blob downloads (object storage); reqwest drops the
+    // Authorization header whenever a redirect changes host, port or scheme.
+    build_http_with(options, reqwest::redirect::Policy::limited(5))
+}
+
+/// [`build_http`] with another redirect policy, for checks that must see the registry's own
+/// answer (`probe` asks `/v2/` which authentication it wants).
+pub fn build_http_with(
+    options: &ClientOptions,
+    redirect: reqwest::redirect::Policy,
+) -> Result<reqwest::Client, RegistryError> {
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("regsweep/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
         .timeout(options.timeout)
         .pool_max_idle_per_host(options.concurrency.max(1))
         .tcp_nodelay(true)
-        // Redirects are followed for blob downloads (object storage); reqwest drops the
-        // Authorization header whenever a redirect changes host, port or scheme.
-        .redirect(reqwest::redirect::Policy::limited(5))
+        .redirect(redirect)
         .tls_danger_accept_invalid_certs(options.insecure);
     let mut certs = Vec::new();
     for path in &options.ca_files {

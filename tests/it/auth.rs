@@ -17,6 +17,14 @@ use regsweep_testkit::{
     TokenServerOptions, TokenUser,
 };
 
+fn repository(name: &str) -> Repository {
+    Repository::parse(name).unwrap()
+}
+
+fn tag(name: &str) -> Tag {
+    Tag::parse(name).unwrap()
+}
+
 const PASSWORD: &str = "canary-Tok3n-Pa55-5e1f";
 const REFRESH: &str = "canary-refresh-token-77a0";
 
@@ -99,25 +107,15 @@ async fn bearer_tokens_carry_exact_scopes_and_are_shared() {
     let mut repos = client.catalog().await.unwrap();
     repos.sort();
     assert_eq!(repos, ["team/app", "team/other"]);
-    assert_eq!(
-        client
-            .tags(&Repository::parse("team/app").unwrap())
-            .await
-            .unwrap()
-            .len(),
-        4
-    );
+    assert_eq!(client.tags(&repository("team/app")).await.unwrap().len(), 4);
     for digest in &digests {
         let digest = Digest::parse(digest).unwrap();
-        client
-            .manifest(&Repository::parse("team/app").unwrap(), &digest)
-            .await
-            .unwrap();
+        client.manifest(&repository("team/app"), &digest).await.unwrap();
     }
 
     // Twelve concurrent first requests for one new scope: one token fetch, not twelve.
     let other_tags: Vec<Tag> = (0..12).map(|i| Tag::parse(&format!("t{i}")).unwrap()).collect();
-    let other = Repository::parse("team/other").unwrap();
+    let other = repository("team/other");
     let heads = other_tags.iter().map(|tag| client.manifest_head(&other, tag));
     for head in futures::future::join_all(heads).await {
         head.unwrap();
@@ -125,7 +123,7 @@ async fn bearer_tokens_carry_exact_scopes_and_are_shared() {
 
     let doomed = Digest::parse(&digests[0]).unwrap();
     client
-        .delete_manifest(&Repository::parse("team/app").unwrap(), &doomed)
+        .delete_manifest(&repository("team/app"), &doomed)
         .await
         .unwrap();
     assert!(!pusher.manifest_exists("team/app", "v0").await.unwrap());
@@ -166,17 +164,11 @@ async fn partial_grants_name_the_missing_permission() {
         .await
         .unwrap();
     let client = connect(&reg.host(), Some(Credentials::new("bob", PASSWORD))).await;
-    assert_eq!(
-        client
-            .tags(&Repository::parse("team/app").unwrap())
-            .await
-            .unwrap(),
-        ["v1"]
-    );
+    assert_eq!(client.tags(&repository("team/app")).await.unwrap(), ["v1"]);
 
     let digest = Digest::parse(&image.digest).unwrap();
     let err = client
-        .delete_manifest(&Repository::parse("team/app").unwrap(), &digest)
+        .delete_manifest(&repository("team/app"), &digest)
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
@@ -190,7 +182,7 @@ async fn partial_grants_name_the_missing_permission() {
     assert!(reg.client().manifest_exists("team/app", "v1").await.unwrap());
 
     let err = client
-        .tags(&Repository::parse("team/secret").unwrap())
+        .tags(&repository("team/secret"))
         .await
         .unwrap_err()
         .to_string();
@@ -215,15 +207,9 @@ async fn tokens_are_renewed_during_long_runs() {
         .await
         .unwrap();
     let client = connect(&reg.host(), Some(Credentials::new("alice", PASSWORD))).await;
+    client.tags(&repository("team/app")).await.unwrap();
     client
-        .tags(&Repository::parse("team/app").unwrap())
-        .await
-        .unwrap();
-    client
-        .manifest_head(
-            &Repository::parse("team/app").unwrap(),
-            &Tag::parse("v1").unwrap(),
-        )
+        .manifest_head(&repository("team/app"), &tag("v1"))
         .await
         .unwrap();
     assert_eq!(tokens.issued_to(Some("alice")).len(), 1, "reused while fresh");
@@ -234,10 +220,7 @@ async fn tokens_are_renewed_during_long_runs() {
     let mut requests = 0;
     while started.elapsed() < Duration::from_secs(5) {
         client
-            .manifest_head(
-                &Repository::parse("team/app").unwrap(),
-                &Tag::parse("v1").unwrap(),
-            )
+            .manifest_head(&repository("team/app"), &tag("v1"))
             .await
             .unwrap();
         requests += 1;
@@ -262,13 +245,7 @@ async fn refused_tokens_are_replaced_once_then_explained() {
 
     // One token signed by a key the registry does not trust: refused as invalid_token, replaced.
     tokens.issue_untrusted(1);
-    assert_eq!(
-        client
-            .tags(&Repository::parse("team/app").unwrap())
-            .await
-            .unwrap(),
-        ["v1"]
-    );
+    assert_eq!(client.tags(&repository("team/app")).await.unwrap(), ["v1"]);
     let issued = tokens.issued_to(Some("alice"));
     assert_eq!(issued.len(), 2);
     assert!(issued[0].untrusted && !issued[1].untrusted);
@@ -277,10 +254,7 @@ async fn refused_tokens_are_replaced_once_then_explained() {
     // replacement, then a clear error.
     tokens.issue_untrusted(10);
     let err = client
-        .delete_manifest(
-            &Repository::parse("team/app").unwrap(),
-            &Digest::sha256(b"absent"),
-        )
+        .delete_manifest(&repository("team/app"), &Digest::sha256(b"absent"))
         .await
         .unwrap_err()
         .to_string();
@@ -308,7 +282,7 @@ async fn token_server_refusals_are_explained() {
     let wrong = format!("{PASSWORD}-wrong");
     let client = connect(&reg.host(), Some(Credentials::new("alice", &wrong))).await;
     let err = client
-        .tags(&Repository::parse("team/app").unwrap())
+        .tags(&repository("team/app"))
         .await
         .unwrap_err()
         .to_string();
@@ -319,7 +293,7 @@ async fn token_server_refusals_are_explained() {
     tokens.deny("alice");
     let client = connect(&reg.host(), Some(Credentials::new("alice", PASSWORD))).await;
     let err = client
-        .tags(&Repository::parse("team/app").unwrap())
+        .tags(&repository("team/app"))
         .await
         .unwrap_err()
         .to_string();
@@ -328,26 +302,14 @@ async fn token_server_refusals_are_explained() {
         "{err}"
     );
     tokens.allow("alice");
-    assert_eq!(
-        client
-            .tags(&Repository::parse("team/app").unwrap())
-            .await
-            .unwrap(),
-        ["v1"]
-    );
+    assert_eq!(client.tags(&repository("team/app")).await.unwrap(), ["v1"]);
 
     // Anonymous: public repositories work without credentials; private ones say how to log in.
     let before = tokens.requests().len();
     let anonymous = connect(&reg.host(), None).await;
-    assert_eq!(
-        anonymous
-            .tags(&Repository::parse("public/app").unwrap())
-            .await
-            .unwrap(),
-        ["p1"]
-    );
+    assert_eq!(anonymous.tags(&repository("public/app")).await.unwrap(), ["p1"]);
     let err = anonymous
-        .tags(&Repository::parse("team/app").unwrap())
+        .tags(&repository("team/app"))
         .await
         .unwrap_err()
         .to_string();
@@ -380,23 +342,11 @@ async fn identity_tokens_use_the_oauth2_form_and_access_token_is_accepted() {
 
     // A password: the GET form, answered with `access_token` only.
     let client = connect(&reg.host(), Some(Credentials::new("alice", PASSWORD))).await;
-    assert_eq!(
-        client
-            .tags(&Repository::parse("team/app").unwrap())
-            .await
-            .unwrap(),
-        ["v1"]
-    );
+    assert_eq!(client.tags(&repository("team/app")).await.unwrap(), ["v1"]);
 
     // An identity token: the OAuth2 POST with grant_type=refresh_token, never basic auth.
     let client = connect(&reg.host(), Some(Credentials::identity_token(REFRESH))).await;
-    assert_eq!(
-        client
-            .tags(&Repository::parse("team/app").unwrap())
-            .await
-            .unwrap(),
-        ["v1"]
-    );
+    assert_eq!(client.tags(&repository("team/app")).await.unwrap(), ["v1"]);
     let posts: Vec<_> = tokens
         .requests()
         .into_iter()
@@ -415,7 +365,7 @@ async fn identity_tokens_use_the_oauth2_form_and_access_token_is_accepted() {
     // A revoked identity token says so.
     let client = connect(&reg.host(), Some(Credentials::identity_token("revoked"))).await;
     let err = client
-        .tags(&Repository::parse("team/app").unwrap())
+        .tags(&repository("team/app"))
         .await
         .unwrap_err()
         .to_string();
@@ -485,11 +435,11 @@ async fn a_wider_scope_the_registry_asks_for_is_requested_and_remembered() {
     let client = connect(&registry.host(), Some(Credentials::new("alice", PASSWORD))).await;
     let digest = Digest::sha256(b"any manifest");
     client
-        .delete_manifest(&Repository::parse("team/app").unwrap(), &digest)
+        .delete_manifest(&repository("team/app"), &digest)
         .await
         .unwrap();
     client
-        .delete_manifest(&Repository::parse("team/app").unwrap(), &digest)
+        .delete_manifest(&repository("team/app"), &digest)
         .await
         .unwrap();
     let deletes = registry
@@ -529,10 +479,7 @@ async fn malformed_challenges_are_errors() {
             LoopbackServer::start(move |_| CannedResponse::new(401).header("WWW-Authenticate", header))
                 .unwrap();
         let client = connect(&registry.host(), Some(Credentials::new("alice", PASSWORD))).await;
-        let err = client
-            .tags(&Repository::parse("team/app").unwrap())
-            .await
-            .unwrap_err();
+        let err = client.tags(&repository("team/app")).await.unwrap_err();
         assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
         assert!(err.to_string().contains(expected), "{header}: {err}");
     }
@@ -583,10 +530,7 @@ async fn redirects_and_links_to_other_hosts_never_receive_credentials() {
         let client = connect(&registry.host(), Some(Credentials::new("alice", PASSWORD))).await;
         let before = canary.requests().len();
         assert_eq!(
-            client
-                .blob(&Repository::parse("app").unwrap(), &digest, 1 << 20)
-                .await
-                .unwrap(),
+            client.blob(&repository("app"), &digest, 1 << 20).await.unwrap(),
             blob
         );
         let after = canary.requests();
@@ -601,11 +545,7 @@ async fn redirects_and_links_to_other_hosts_never_receive_credentials() {
         assert!(!registry.authorized_requests().is_empty());
 
         // A `Link` to another host is refused before anything is sent there.
-        let err = client
-            .tags(&Repository::parse("app").unwrap())
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = client.tags(&repository("app")).await.unwrap_err().to_string();
         assert!(err.contains("points to another host"), "{err}");
         assert_eq!(
             canary.requests().len(),
@@ -637,10 +577,7 @@ async fn plain_http_realms_of_tls_registries_get_no_credentials() {
     let host = format!("https://{}", reg.host());
     let before = tokens.requests().len();
     let client = connect_with(&host, options(false)).await;
-    let err = client
-        .tags(&Repository::parse("team/app").unwrap())
-        .await
-        .unwrap_err();
+    let err = client.tags(&repository("team/app")).await.unwrap_err();
     assert_eq!(err.advice(), Some(Advice::AllowInsecureAuth), "{err}");
     let err = err.to_string();
     assert!(
@@ -650,13 +587,7 @@ async fn plain_http_realms_of_tls_registries_get_no_credentials() {
     assert_eq!(tokens.requests().len(), before, "nothing was sent to the realm");
 
     let client = connect_with(&host, options(true)).await;
-    assert_eq!(
-        client
-            .tags(&Repository::parse("team/app").unwrap())
-            .await
-            .unwrap(),
-        ["v1"]
-    );
+    assert_eq!(client.tags(&repository("team/app")).await.unwrap(), ["v1"]);
     assert_eq!(tokens.issued_to(Some("alice")).len(), 1);
 }
 

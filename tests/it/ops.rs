@@ -321,6 +321,18 @@ mod probe {
         );
     }
 
+    /// The anonymous `/v2/` check uses the connection's TLS settings like every other request.
+    #[tokio::test]
+    async fn probe_over_tls_reads_the_auth_kind_with_the_ca_file() {
+        let reg = TestRegistry::start(RegistryOptions::default().with_tls())
+            .await
+            .unwrap();
+        let ca = reg.ca_cert_path().unwrap().to_str().unwrap().to_owned();
+        let json = probe_json(&regsweep(&["--json", "probe", &reg.host(), "--ca-file", &ca]));
+        assert_eq!(json["scheme"], "https");
+        assert_eq!(json["auth"]["kind"], "none", "{json:#}");
+    }
+
     #[tokio::test]
     async fn deletes_disabled_is_not_read_only_and_nothing_changes() {
         let reg = TestRegistry::start(RegistryOptions::default().delete_disabled())
