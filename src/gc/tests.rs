@@ -316,6 +316,57 @@ fn content_pushed_during_the_run_is_protected() {
     }
 }
 
+/// The sweep's own re-check: a manifest pushed after marking that reuses blobs the mark phase
+/// found unreferenced (the push's HEAD found them, so nothing was uploaded and they stay old)
+/// keeps them, and the sweep says so; what nothing reuses still goes.
+#[test]
+fn a_sweep_keeps_the_blobs_of_a_push_that_landed_after_marking() {
+    let tree = Tree::new();
+    tree.image("app", Some("v1"), "x", 1);
+    let reused_body = tree.image_body("other", "reused", 2, None);
+    let lonely = tree.blob(b"lonely");
+    tree.age_all(old());
+    let storage = tree.storage();
+    let started = SystemTime::now() - Duration::from_secs(1);
+    let marked = collect(&storage, &options(true, false)).unwrap();
+    let planned: BTreeSet<Digest> = blob_set(&marked);
+    assert!(planned.contains(&lonely), "{planned:?}");
+
+    let pushed = tree.manifest("other", &reused_body);
+    let ManifestState::Parsed(facts) = load_manifest(&storage, &pushed) else {
+        panic!("the pushed manifest reads back");
+    };
+    let reused: Vec<&Digest> = facts.blobs.iter().filter(|b| planned.contains(*b)).collect();
+    assert_eq!(
+        reused.len(),
+        3,
+        "config and two layers were candidates: {planned:?}"
+    );
+
+    let plan = SweepPlan {
+        manifests: Vec::new(),
+        layer_links: Vec::new(),
+        blobs: marked.blobs.clone(),
+        uploads: Vec::new(),
+        empty_dirs: Vec::new(),
+    };
+    let result = sweep::sweep(&storage, plan, started, started);
+    let deleted: BTreeSet<&Digest> = result.blobs.iter().map(|b| &b.digest).collect();
+    assert!(deleted.contains(&lonely), "{deleted:?}");
+    for digest in reused {
+        assert!(
+            !deleted.contains(digest),
+            "{digest} was deleted under a fresh push"
+        );
+        assert!(tree.exists(&paths::blob_data(digest)), "{digest}");
+        assert!(
+            result.skipped.iter().any(|s| s.path.contains(digest.encoded())),
+            "{digest} is reported as skipped: {:?}",
+            result.skipped
+        );
+    }
+}
+
 #[test]
 fn report_serialises_to_the_documented_json() {
     let tree = Tree::new();
