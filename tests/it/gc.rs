@@ -1082,8 +1082,9 @@ async fn abandoned_uploads_older_than_the_grace_period_are_removed() {
 /// every blob and uploads nothing, while gc with the default grace period sweeps those very
 /// blobs. The re-checks before deleting must keep the pushes that finished: all of them but for
 /// one that lands in the window no re-check closes (between the last listing and the delete
-/// itself; docs/gc.md, Safety), which a heavily loaded machine widens. Without the re-checks
-/// re-pushed images lose their blobs by the dozen.
+/// itself; docs/gc.md, Safety), which a heavily loaded machine widens. On a quiet machine few
+/// pushes land between marking and sweeping, so this test alone does not prove the re-checks:
+/// `gc::tests::a_sweep_keeps_the_blobs_of_a_push_that_landed_after_marking` does, deterministically.
 #[tokio::test]
 async fn pushes_racing_with_gc_lose_nothing() {
     let reg = TestRegistry::start(RegistryOptions::default()).await.unwrap();
