@@ -12,9 +12,14 @@ thread_local! {
     static INHERITED: RefCell<Option<DefaultGuard>> = const { RefCell::new(None) };
 }
 
+/// Where the calling thread logs now.
+pub(crate) fn current() -> Dispatch {
+    dispatcher::get_default(Dispatch::clone)
+}
+
 /// Makes the threads of the runtime `builder` builds log where the calling thread logs now.
 pub(crate) fn inherit(builder: &mut tokio::runtime::Builder) -> &mut tokio::runtime::Builder {
-    let sink = dispatcher::get_default(Dispatch::clone);
+    let sink = current();
     builder.on_thread_start(move || {
         let guard = dispatcher::set_default(&sink);
         INHERITED.with(|slot| *slot.borrow_mut() = Some(guard));

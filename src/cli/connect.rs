@@ -100,14 +100,10 @@ impl RegistryArgs {
         } else {
             self.explicit_credentials(ui)?
         };
-        let authfile = self
-            .authfile
-            .clone()
-            .or_else(|| ui.env().get_os("REGISTRY_AUTH_FILE").map(PathBuf::from));
         Ok(Connector {
             args: self.clone(),
-            sources: CredentialSources::from_env(ui.env(), authfile.clone()),
-            authfile,
+            // The flag, else REGISTRY_AUTH_FILE, else the default locations.
+            sources: CredentialSources::from_env(ui.env(), self.authfile.clone()),
             explicit,
         })
     }
@@ -157,7 +153,6 @@ impl RegistryArgs {
 pub struct Connector {
     args: RegistryArgs,
     explicit: Option<Credentials>,
-    authfile: Option<PathBuf>,
     sources: CredentialSources,
 }
 
@@ -172,7 +167,7 @@ impl Connector {
             tracing::info!(registry = %registry, user = %explicit.username, "using credentials from the command line or environment");
             return Ok(Some(explicit.clone()));
         }
-        if let Some(file) = &self.authfile
+        if let Some(file) = &self.sources.auth_file
             && !file.is_file()
         {
             return Err(UsageError::new(format!(

@@ -277,10 +277,6 @@ impl<'a> Ui<'a> {
     pub fn can_ask(&self) -> bool {
         self.ctx.stdin_is_terminal && self.ctx.stderr_is_terminal
     }
-
-    pub fn options(&self) -> &OutputArgs {
-        self.options
-    }
 }
 
 #[cfg(test)]

@@ -280,7 +280,7 @@ impl ObjectBackend {
             base,
             location,
             runtime,
-            logs: tracing::dispatcher::get_default(tracing::Dispatch::clone),
+            logs: crate::logging::current(),
             snapshot: RwLock::new(None),
             counts: Counters::default(),
             throttle,
