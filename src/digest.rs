@@ -223,6 +223,20 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_of_another_algorithm_can_look_like_a_referrer_tag_of_a_sha256_subject() {
+        // `sha256-<hex>.x` is a valid algorithm name (components joined by `-` and `.`), so its
+        // tag form `sha256-<hex>.x-abc` reads as a referrer of `sha256:<hex>` with a suffix: the
+        // tag decides, not the digest it was made from. (Found by the `reference` fuzz target.)
+        let hex = "ab".repeat(32);
+        let odd = Digest::parse(&format!("sha256-{hex}.x:abc")).unwrap();
+        let subject = Digest::parse(&format!("sha256:{hex}")).unwrap();
+        assert_eq!(
+            Digest::from_referrer_tag(&odd.referrers_tag()),
+            Some((subject, ".x-abc"))
+        );
+    }
+
+    #[test]
     fn rejects_bad_digests_with_the_rule() {
         assert!(matches!(
             Digest::parse("sha256"),
