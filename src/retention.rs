@@ -153,7 +153,7 @@ pub async fn plan_removal(
         with_configs: false,
         concurrency,
     };
-    let mut graph = scan(client, repository, options, &crate::look::NoProgress).await;
+    let mut graph = scan(client, repository, options, &crate::progress::NoProgress).await;
     if !removal.digests.is_empty() {
         crate::graph::add_manifests(
             client,

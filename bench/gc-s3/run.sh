@@ -9,6 +9,8 @@
 #   bench/gc-s3/run.sh                         # 200 repositories, ~5,300 manifests, ~23k blobs
 #   bench/gc-s3/run.sh --repos 40 --images 6   # a quick run
 #   bench/gc-s3/run.sh --distribution-latency estimate   # skip distribution's proxied runs (hours)
+#   bench/gc-s3/run.sh --distribution-limit 30  # stop each distribution run after 30 minutes:
+#                                              # its figures (and the ratios) become lower bounds
 #   bench/gc-s3/run.sh --scaling "1 2 3" --repos 40      # regsweep on 1x, 2x, 3x the data
 #   bench/gc-s3/run.sh --bin PATH              # this regsweep binary instead of a release build
 #
@@ -26,6 +28,7 @@ repos=200
 images=10
 latency=20
 dist_latency=run
+dist_limit=()
 scales=""
 bin=""
 while [ $# -gt 0 ]; do
@@ -34,9 +37,10 @@ while [ $# -gt 0 ]; do
     --images) images="$2"; shift 2 ;;
     --latency-ms) latency="$2"; shift 2 ;;
     --distribution-latency) dist_latency="$2"; shift 2 ;;
+    --distribution-limit) dist_limit=(--distribution-limit-min "$2"); shift 2 ;;
     --scaling) scales="$2"; shift 2 ;;
     --bin) bin="$2"; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -62,5 +66,5 @@ if [ -n "$scales" ]; then
 else
   python3 bench/gc/gen_storage.py --out "$dir" --repos "$repos" --images "$images" >&2
   python3 bench/gc-s3/s3bench.py --bin "$bin" --tree "$dir" --latency-ms "$latency" \
-    --distribution-latency "$dist_latency"
+    --distribution-latency "$dist_latency" "${dist_limit[@]}"
 fi

@@ -108,21 +108,40 @@ def upload_tree(moto_port, bucket, root, prefix):
     return len(files)
 
 
-def timed(cmd, env):
-    """Runs cmd under GNU time; returns (seconds, peak RSS in MiB, stdout). A failing tool stops
-    the benchmark: a collector that gave up early would look fast."""
+def timed(cmd, env, limit=None):
+    """Runs cmd under GNU time; returns (seconds, peak RSS in MiB, stdout, finished). A failing tool
+    stops the benchmark: a collector that gave up early would look fast. With a limit (seconds), a
+    run still going then is stopped: finished is False, the peak RSS unknown (None) and stdout what
+    it printed so far, so that the figures become lower bounds."""
     out = tempfile.NamedTemporaryFile(delete=False)
     out.close()
+    stdout = tempfile.TemporaryFile()
     start = time.monotonic()
-    proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", out.name] + cmd, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", out.name] + cmd, env=env,
+                            stdout=stdout, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=limit)
+        finished = True
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        _, stderr = proc.communicate()
+        finished = False
     wall = time.monotonic() - start
-    with open(out.name) as f:
-        rss = int(f.read().strip().splitlines()[-1]) / 1024
+    stdout.seek(0)
+    text = stdout.read().decode(errors="replace")
+    rss = None
+    if finished:
+        with open(out.name) as f:
+            rss = int(f.read().strip().splitlines()[-1]) / 1024
+        if proc.returncode != 0:
+            sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}): {stderr.decode()[-2000:]}{text[-500:]}")
     os.unlink(out.name)
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}{proc.stdout.decode()[-500:]}")
-    return wall, rss, proc.stdout.decode()
+    return wall, rss, text, finished
+
+
+def distribution_progress(stdout):
+    """How many repositories distribution's mark phase has started on, from its stdout."""
+    return len({line.split(":", 1)[0] for line in stdout.splitlines() if ": marking " in line})
 
 
 def distribution_would_delete(stdout):
@@ -169,9 +188,27 @@ def regsweep_cmd(binary, flags):
     return [binary, "gc", "--grace", "0", "--json"] + flags + ["s3://bench/reg"]
 
 
+class Run:
+    """One collector's figures in one setting. `kind` says how far they are measured: "measured",
+    "estimated" (from the raw run) or "stopped" (at the time limit: time and requests are lower
+    bounds, the peak memory and what it would delete unknown)."""
+
+    def __init__(self, wall, requests, rss, doomed, kind="measured", progress=None):
+        self.wall, self.requests, self.rss, self.doomed, self.kind, self.progress = (
+            wall, requests, rss, doomed, kind, progress)
+
+    def cell(self):
+        if self.kind == "stopped":
+            return (f"> {self.wall:.0f} s (stopped at repository {self.progress}), > {self.requests:,}, -, -")
+        mark = " (estimated)" if self.kind == "estimated" else ""
+        rss = f"{self.rss:.0f}" if self.rss is not None else "-"
+        return f"{self.wall:.1f} s{mark}, {self.requests:,}, {rss}, {self.doomed:,}"
+
+
 def compare(args):
     moto = Moto(args.tree)
     proxy = moto.proxy
+    limit = args.distribution_limit_min * 60 if args.distribution_limit_min else None
     try:
         config = os.path.join(args.tree, "s3-config.yml")
         with open(config, "w") as f:
@@ -187,30 +224,40 @@ def compare(args):
             for label, latency in (("moto", 0.0), (f"moto + {args.latency_ms:g} ms/request", args.latency_ms / 1000)):
                 proxy.latency = latency
                 results = {}
+                # regsweep first: with a time limit on distribution, its figures decide the bound.
                 for tool, cmd, env in (
-                    ("distribution", [args.registry, "garbage-collect", "--dry-run"] + flag + [config], dist_env),
                     ("regsweep", regsweep_cmd(args.bin, ["--dry-run"] + flag), moto.env),
+                    ("distribution", [args.registry, "garbage-collect", "--dry-run"] + flag + [config], dist_env),
                 ):
                     if tool == "distribution" and latency and args.distribution_latency == "estimate":
                         # distribution sends one request at a time (mark and sweep are sequential):
                         # through the proxy it takes its raw time plus one latency per request.
                         raw = next(r for r in rows if r[0] == "moto" and r[1] == mode)[2][tool]
-                        results[tool] = (raw[0] + raw[1] * latency, raw[1], raw[2], raw[3], True)
-                        print(f"  {time.strftime('%H:%M:%S')} {label} {mode} {tool}: {results[tool][0]:.2f} s (estimated)", file=sys.stderr,
-                              flush=True)
+                        if raw.kind == "stopped":
+                            kind, progress = "stopped", raw.progress
+                        else:
+                            kind, progress = "estimated", None
+                        results[tool] = Run(raw.wall + raw.requests * latency, raw.requests, raw.rss, raw.doomed,
+                                            kind, progress)
+                        print(f"  {time.strftime('%H:%M:%S')} {label} {mode} {tool}: {results[tool].cell()} "
+                              f"({kind} from the raw run)", file=sys.stderr, flush=True)
                         continue
                     before = proxy.count
-                    wall, rss, out = timed(cmd, env)
+                    wall, rss, out, finished = timed(cmd, env, limit if tool == "distribution" else None)
                     count = proxy.count - before
-                    doomed = distribution_would_delete(out) if tool == "distribution" else regsweep_would_delete(out)[0]
-                    results[tool] = (wall, count, rss, doomed, False)
-                    print(f"  {time.strftime('%H:%M:%S')} {label} {mode} {tool}: {wall:.2f} s, {count:,} requests, {rss:.0f} MiB, "
-                          f"would delete {doomed:,} blobs", file=sys.stderr, flush=True)
+                    if not finished:
+                        results[tool] = Run(wall, count, None, None, "stopped", f"{distribution_progress(out)}")
+                    elif tool == "distribution":
+                        results[tool] = Run(wall, count, rss, distribution_would_delete(out))
+                    else:
+                        results[tool] = Run(wall, count, rss, regsweep_would_delete(out)[0])
+                    print(f"  {time.strftime('%H:%M:%S')} {label} {mode} {tool}: {results[tool].cell()}",
+                          file=sys.stderr, flush=True)
                 rows.append((label, mode, results))
         # Last, for real: the dry runs changed nothing, so this bucket is still a copy of the tree.
         proxy.latency = args.latency_ms / 1000
         before = proxy.count
-        wall, rss, out = timed(regsweep_cmd(args.bin, ["--delete-untagged"]), moto.env)
+        wall, rss, out, _ = timed(regsweep_cmd(args.bin, ["--delete-untagged"]), moto.env)
         deleted, report = regsweep_would_delete(out)
         real = (wall, proxy.count - before, rss, deleted, len(report["failures"]), report["stats"])
     finally:
@@ -225,12 +272,15 @@ def compare(args):
     print("|---|---|---|---|---|---|")
     for label, mode, r in rows:
         d, o = r["distribution"], r["regsweep"]
-        mark = " (estimated)" if d[4] else ""
-        print(f"| {label} | {mode} | {d[0]:.1f} s{mark}, {d[1]:,}, {d[2]:.0f}, {d[3]:,} | {o[0]:.1f} s, {o[1]:,}, "
-              f"{o[2]:.0f}, {o[3]:,} | {d[0] / o[0]:.1f}x | 1/{d[1] / max(o[1], 1):.0f} |")
-    if any(r[2]["distribution"][4] for r in rows):
+        at_least = ">= " if d.kind == "stopped" else ""
+        print(f"| {label} | {mode} | {d.cell()} | {o.cell()} | {at_least}{d.wall / o.wall:.1f}x | "
+              f"{at_least}1/{d.requests / max(o.requests, 1):.1f} |")
+    if any(r[2]["distribution"].kind == "estimated" for r in rows):
         print("\n(estimated) = distribution's raw-moto time plus one latency per request it sent: it sends one at a "
               "time.")
+    if any(r[2]["distribution"].kind == "stopped" for r in rows):
+        print(f"\n(stopped) = distribution was stopped after the time limit ({args.distribution_limit_min:g} min) "
+              f"before it finished: its time and request count so far are lower bounds, and so are the ratios (>=).")
     print("\nwould delete = blobs. With --delete-untagged the counts differ where distribution 2.8 is wrong (it "
           "deletes the children of tagged multi-arch images and the referrers of kept images).")
     print(f"\nregsweep gc --delete-untagged for real (through the latency proxy): {real[0]:.1f} s, {real[1]:,} "
@@ -244,7 +294,7 @@ def scaling(args):
     for tree in args.tree:
         moto = Moto(tree)
         try:
-            wall, rss, out = timed(regsweep_cmd(args.bin, ["--dry-run"]), moto.env)
+            wall, rss, out, _ = timed(regsweep_cmd(args.bin, ["--dry-run"]), moto.env)
             _, report = regsweep_would_delete(out)
             points.append((report["stats"]["blobs"], moto.objects, wall, rss, moto.proxy.count))
             print(f"  {points[-1]}", file=sys.stderr)
@@ -280,6 +330,8 @@ def main():
     parser.add_argument("--distribution-latency", choices=("run", "estimate"), default="run",
                         help="run distribution through the latency proxy, or estimate it from its raw run "
                              "(it is sequential; the proxied runs take hours at full size)")
+    parser.add_argument("--distribution-limit-min", type=float, default=None,
+                        help="stop each distribution run after this many minutes and report lower bounds")
     parser.add_argument("--scaling", action="store_true", help="time and memory of regsweep over the given trees")
     args = parser.parse_args()
     if args.scaling:

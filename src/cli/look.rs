@@ -137,9 +137,9 @@ fn tags_command(args: &TagsArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> 
     let concurrency = args.connection.concurrency();
     let rt = runtime()?;
     let client = rt.block_on(args.connection.connector(ui)?.connect(&registry))?;
-    let mut tags = rt.block_on(client.tags(&repository))?;
-    tags.sort();
     if !args.long {
+        let mut tags = rt.block_on(client.tags(&repository))?;
+        tags.sort();
         if ui.json() {
             ui.print_json(&TagsJson {
                 registry: registry.host(),
@@ -154,16 +154,20 @@ fn tags_command(args: &TagsArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> 
         return Ok(ExitStatus::Success);
     }
     let bar = Bar::new(ui, "resolving tags");
-    let details = rt.block_on(look::tag_details(&client, &repository, &tags, concurrency, &bar));
+    let listing = rt.block_on(look::tag_details(&client, &repository, concurrency, &bar))?;
     bar.finish();
+    let details = &listing.rows;
     if ui.json() {
         ui.print_json(&TagsJson {
             registry: registry.host(),
             repository: repository.as_str(),
-            tags: &details,
+            tags: details,
         })?;
     } else {
-        print_tag_table(ui.out(), &details)?;
+        print_tag_table(ui.out(), details)?;
+    }
+    for err in &listing.errors {
+        writeln!(ui.err(), "error: {repository}: {err}")?;
     }
     let failed = details.iter().filter(|d| d.error.is_some()).count();
     if failed > 0 {
@@ -172,9 +176,12 @@ fn tags_command(args: &TagsArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> 
             "error: {failed} of {} could not be resolved",
             plural(details.len(), "tag", "tags")
         )?;
-        return Ok(ExitStatus::Failure);
     }
-    Ok(ExitStatus::Success)
+    Ok(if failed > 0 || !listing.errors.is_empty() {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
 }
 
 /// One tag as storage shows it.

@@ -677,7 +677,12 @@ fn rm_command(args: &RmArgs, ui: &mut Ui<'_>) -> anyhow::Result<ExitStatus> {
         force: args.force,
         remove_empty_repositories: false,
     };
-    let report = rt.block_on(apply::apply(&client, &plan, &options, &crate::look::NoProgress))?;
+    let report = rt.block_on(apply::apply(
+        &client,
+        &plan,
+        &options,
+        &crate::progress::NoProgress,
+    ))?;
     print_removed(&report, ui)?;
     finish(&report, ui)
 }
@@ -715,7 +720,7 @@ fn rm_on_storage(args: &RmArgs, opened: &Opened, ui: &mut Ui<'_>) -> anyhow::Res
         force: args.force,
         remove_empty_repositories: args.remove_empty_repositories,
     };
-    let report = apply::apply_on_storage(&opened.storage, &plan, &options, &crate::look::NoProgress)?;
+    let report = apply::apply_on_storage(&opened.storage, &plan, &options, &crate::progress::NoProgress)?;
     print_removed(&report, ui)?;
     let code = finish(&report, ui)?;
     if !ui.quiet() && report.changed_anything() {

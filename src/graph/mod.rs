@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use futures::stream::{self, StreamExt};
 
 use crate::digest::Digest;
-use crate::manifest::{Descriptor, ManifestKind, media_type};
+use crate::manifest::{Descriptor, ManifestKind, Platform, media_type};
 use crate::progress::Progress;
 use crate::reference::{Repository, Tag};
 use crate::registry::delete::{PlaceholderInfo, placeholder_info};
@@ -33,6 +33,9 @@ pub struct Node {
     pub blobs: Vec<(Digest, u64)>,
     /// Index children.
     pub children: Vec<Digest>,
+    /// The platform of each index child, in the order of `children` (`None` for children
+    /// without one, such as attestations).
+    pub platforms: Vec<Option<Platform>>,
     /// OCI `subject`: this manifest is a referrer of that one.
     pub subject: Option<Digest>,
     /// OCI `artifactType`, for artifacts (signatures, SBOMs).
@@ -67,6 +70,9 @@ pub struct RepoGraph {
     pub referrers_api: Option<bool>,
     /// Reads that failed. A graph with errors must not be used to delete anything.
     pub errors: Vec<String>,
+    /// The tags among them whose manifest could not be read, with the reason (each is also in
+    /// `errors`): views that list tags show them in their row.
+    pub unreadable_tags: BTreeMap<String, String>,
 }
 
 /// A tag left pointing at regsweep's placeholder.
@@ -201,18 +207,41 @@ pub async fn scan_assuming(
     assumed: &HashMap<String, Digest>,
     progress: &dyn Progress,
 ) -> RepoGraph {
+    match client.tags(repository).await {
+        Ok(tags) => scan_listed_assuming(client, repository, tags, options, assumed, progress).await,
+        Err(err) => RepoGraph {
+            repository: repository.to_string(),
+            errors: vec![err.to_string()],
+            ..RepoGraph::default()
+        },
+    }
+}
+
+/// [`scan`] of a repository whose tags the caller has listed (and can report a failure to list
+/// as it needs).
+pub async fn scan_listed(
+    client: &Client,
+    repository: &Repository,
+    tags: Vec<Tag>,
+    options: ScanOptions,
+    progress: &dyn Progress,
+) -> RepoGraph {
+    scan_listed_assuming(client, repository, tags, options, &HashMap::new(), progress).await
+}
+
+async fn scan_listed_assuming(
+    client: &Client,
+    repository: &Repository,
+    tags: Vec<Tag>,
+    options: ScanOptions,
+    assumed: &HashMap<String, Digest>,
+    progress: &dyn Progress,
+) -> RepoGraph {
     let mut graph = RepoGraph {
         repository: repository.to_string(),
         ..RepoGraph::default()
     };
     let concurrency = options.concurrency.max(1);
-    let tags = match client.tags(repository).await {
-        Ok(tags) => tags,
-        Err(err) => {
-            graph.errors.push(err.to_string());
-            return graph;
-        }
-    };
     let (tags, assumed_tags): (Vec<Tag>, Vec<Tag>) =
         tags.into_iter().partition(|t| !assumed.contains_key(t.as_str()));
     for tag in assumed_tags {
@@ -240,7 +269,10 @@ pub async fn scan_assuming(
             }
             // A tag deleted between listing and reading is simply gone.
             Err(err) if err.is_not_found() => {}
-            Err(err) => graph.errors.push(format!("tag `{tag}`: {err}")),
+            Err(err) => {
+                graph.errors.push(format!("tag `{tag}`: {err}"));
+                graph.unreadable_tags.insert(tag.into(), err.to_string());
+            }
         }
     }
     set_aside_leftovers(&mut graph);
@@ -316,6 +348,7 @@ impl Node {
             size,
             blobs: m.blobs().map(|b| (b.digest.clone(), b.size)).collect(),
             children: m.manifests.iter().map(|c| c.digest.clone()).collect(),
+            platforms: m.manifests.iter().map(|c| c.platform.clone()).collect(),
             subject: m.subject.as_ref().map(|s| s.digest.clone()),
             artifact_type: m.artifact_type.clone(),
             annotations: m.annotations.clone(),
@@ -579,8 +612,40 @@ pub(crate) fn assign_config_facts(graph: &mut RepoGraph, read: &HashMap<Digest, 
 
 /// Reads image configs (once per distinct config) for `created` and labels.
 async fn read_configs(client: &Client, repository: &Repository, graph: &mut RepoGraph, concurrency: usize) {
+    let configs = configs_to_read(graph);
+    read_config_blobs(client, repository, graph, configs, concurrency).await;
+}
+
+/// Reads the image configs of the manifests `roots` and of their index children only, for a
+/// view of a few images that need not cost a request per config of the whole repository.
+pub async fn read_configs_of(
+    client: &Client,
+    repository: &Repository,
+    graph: &mut RepoGraph,
+    roots: &[Digest],
+    concurrency: usize,
+) {
+    let mut configs: Vec<Digest> = roots
+        .iter()
+        .filter_map(|root| graph.nodes.get(root))
+        .flat_map(|node| std::iter::once(node).chain(node.children.iter().filter_map(|c| graph.nodes.get(c))))
+        .filter_map(image_config)
+        .cloned()
+        .collect();
+    configs.sort();
+    configs.dedup();
+    read_config_blobs(client, repository, graph, configs, concurrency).await;
+}
+
+async fn read_config_blobs(
+    client: &Client,
+    repository: &Repository,
+    graph: &mut RepoGraph,
+    configs: Vec<Digest>,
+    concurrency: usize,
+) {
     let read: Mutex<HashMap<Digest, ConfigFacts>> = Mutex::default();
-    let errors: Vec<String> = stream::iter(configs_to_read(graph))
+    let errors: Vec<String> = stream::iter(configs)
         .map(|config| {
             let read = &read;
             async move {
@@ -595,7 +660,7 @@ async fn read_configs(client: &Client, repository: &Repository, graph: &mut Repo
                 }
             }
         })
-        .buffer_unordered(concurrency)
+        .buffer_unordered(concurrency.max(1))
         .filter_map(|e| async move { e })
         .collect()
         .await;
@@ -619,6 +684,7 @@ pub(crate) mod tests {
             size: 100,
             blobs: blobs.iter().map(|(n, s)| (d(*n), *s)).collect(),
             children: Vec::new(),
+            platforms: Vec::new(),
             subject: None,
             artifact_type: None,
             annotations: BTreeMap::new(),
@@ -644,6 +710,7 @@ pub(crate) mod tests {
             size: 50,
             blobs: Vec::new(),
             children: children.iter().map(|c| d(*c)).collect(),
+            platforms: children.iter().map(|_| None).collect(),
             ..image(&[])
         }
     }

@@ -15,9 +15,9 @@ use futures::stream::{self, StreamExt};
 
 use serde::Serialize;
 
-use super::Progress;
 use crate::digest::Digest;
 use crate::graph::{RepoGraph, ScanOptions, scan_named};
+use crate::progress::Progress;
 use crate::registry::Client;
 
 /// What one repository references, as scanned.

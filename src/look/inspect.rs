@@ -4,10 +4,11 @@
 
 use serde::Serialize;
 
-use super::{ConfigCache, ImageSummary, NoProgress, resolve_image};
+use super::{ImageSummary, summarize, with_cause};
 use crate::digest::Digest;
-use crate::graph::{ScanOptions, scan};
+use crate::graph::{self, ScanOptions, scan};
 use crate::manifest::{Manifest, ManifestKind};
+use crate::progress::NoProgress;
 use crate::reference::{Reference, Repository, Tag};
 use crate::registry::{Client, RegistryError};
 
@@ -95,22 +96,50 @@ fn kind_from_artifact_type(artifact_type: Option<&str>) -> ReferrerKind {
     }
 }
 
+/// Why `inspect` could not inspect.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error("{0}")]
+    Registry(#[from] RegistryError),
+    /// The image was found but part of it (an index child) could not be read.
+    #[error("{0}")]
+    Incomplete(String),
+}
+
 /// Inspects `repository` at `reference` (a tag or a digest).
 pub async fn inspect(
     client: &Client,
     repository: &Repository,
     reference: Reference<'_>,
     concurrency: usize,
-) -> Result<Inspection, RegistryError> {
-    let configs = ConfigCache::default();
-    let image = resolve_image(client, repository, reference, true, &configs).await?;
+) -> Result<Inspection, InspectError> {
+    // The reference first: its answer names the digest (and a tag that does not exist is an
+    // error of its own, not a missing row).
+    let fetched = client.manifest(repository, reference).await?;
+    let digest = fetched.digest.clone();
     // The repository graph knows every tag's manifest, so referrers pushed under ordinary tags
     // (a `subject` field, as oras does) are found as well as those named after the digest.
     let options = ScanOptions {
         with_configs: false,
         concurrency,
     };
-    let graph = scan(client, repository, options, &NoProgress).await;
+    let mut graph = scan(client, repository, options, &NoProgress).await;
+    if !graph.nodes.contains_key(&digest) {
+        // Untagged, or pushed after the listing: add it and its children.
+        let missing = graph::insert_node(&mut graph, fetched);
+        graph::add_manifests(client, repository, &mut graph, missing, concurrency).await;
+    }
+    // Only this image's configs: the rest of the repository needs no `created` here.
+    graph::read_configs_of(
+        client,
+        repository,
+        &mut graph,
+        std::slice::from_ref(&digest),
+        concurrency,
+    )
+    .await;
+    let image =
+        summarize(&graph, &digest).map_err(|err| InspectError::Incomplete(with_cause(&graph, &err)))?;
     let mut warnings: Vec<String> = graph.errors.clone();
     let tags = graph.tags_of(&image.digest);
 
@@ -221,59 +250,14 @@ pub fn inspect_on_storage(
         Some(digest) => digest,
         None => graph.tags.get(reference).cloned().ok_or_else(not_found)?,
     };
-    let node = graph.nodes.get(&digest).ok_or_else(not_found)?;
-    let image_size = |d: &Digest| -> u64 {
-        graph
-            .nodes
-            .get(d)
-            .map_or(0, |n| n.blobs.iter().map(|(_, size)| size).sum())
-    };
-    let created = |d: &Digest| graph.nodes.get(d).and_then(|n| n.created).map(|t| t.to_string());
-    // Platforms are in the index's descriptors, which the graph does not keep.
-    let platforms: Vec<super::PlatformImage> = if node.kind == ManifestKind::Index {
-        storage
-            .read_blob(&digest, crate::manifest::MAX_MANIFEST_BYTES as u64)
-            .ok()
-            .flatten()
-            .and_then(|body| Manifest::parse(&body, None).ok())
-            .map(|index| {
-                index
-                    .manifests
-                    .iter()
-                    .map(|child| super::PlatformImage {
-                        platform: child
-                            .platform
-                            .as_ref()
-                            .map_or_else(|| "unknown".to_owned(), ToString::to_string),
-                        digest: child.digest.clone(),
-                        media_type: graph
-                            .nodes
-                            .get(&child.digest)
-                            .map_or_else(|| child.media_type.clone(), |n| n.media_type.clone()),
-                        size: image_size(&child.digest),
-                        created: created(&child.digest),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    let image = ImageSummary {
-        digest: digest.clone(),
-        media_type: node.media_type.clone(),
-        kind: node.kind,
-        manifest_size: node.size,
-        size: if node.kind == ManifestKind::Index {
-            node.children.iter().map(image_size).sum()
-        } else {
-            image_size(&digest)
-        },
-        created: created(&digest),
-        platforms,
-        artifact_type: node.artifact_type.clone(),
-        subject: node.subject.clone(),
-    };
+    if !graph.nodes.contains_key(&digest) {
+        return Err(not_found());
+    }
+    // The graph read completely (no errors), so the image and its children are all there.
+    let image = summarize(&graph, &digest).map_err(|err| StorageInspectError::Read {
+        repository: repository.to_owned(),
+        errors: err.to_string(),
+    })?;
     let mut referrers: Vec<Referrer> = Vec::new();
     for (tag, referrer) in &graph.tags {
         if let Some((subject, suffix)) = Digest::from_referrer_tag(tag)

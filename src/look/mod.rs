@@ -1,25 +1,20 @@
 //! Read-only views of a registry: tag details (`tags --long`), `inspect` and `du`.
 //!
-//! Everything here only reads. Each view is built from the same primitive, [`resolve_image`],
-//! which fetches a manifest, its children when it is an index, and (when asked) the image
-//! configs for their `created` time, caching configs by digest.
+//! Everything here only reads, and every view is built on the repository graph
+//! ([`crate::graph`]), read from the API or from storage: [`summarize`] turns one of its
+//! manifests into what the views show.
 
 pub mod du;
 pub mod inspect;
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-// Where it used to live; kept so that callers of `look::Progress` need not change.
-pub use crate::progress::{NoProgress, Progress};
-
 use crate::digest::Digest;
-use crate::manifest::{Manifest, ManifestKind, Platform};
-use crate::reference::{Reference, Repository, Tag};
-use crate::registry::{Client, MAX_CONFIG_BYTES, RegistryError};
+use crate::graph::{Node, RepoGraph, ScanOptions, scan_listed};
+use crate::manifest::ManifestKind;
+use crate::progress::Progress;
+use crate::reference::Repository;
+use crate::registry::{Client, RegistryError};
 
 /// One image (or index) as `tags --long` and `inspect` show it.
 #[derive(Debug, Clone, Serialize)]
@@ -56,119 +51,65 @@ pub struct PlatformImage {
     pub created: Option<String>,
 }
 
-/// Caches image config `created` times by config digest, so that images sharing a config (and
-/// repeated lookups) cost one request.
-#[derive(Default)]
-pub struct ConfigCache {
-    created: Mutex<HashMap<Digest, Option<String>>>,
-}
-
-impl ConfigCache {
-    async fn created(
-        &self,
-        client: &Client,
-        repository: &Repository,
-        config: &Digest,
-    ) -> Result<Option<String>, RegistryError> {
-        if let Some(hit) = self.created.lock().unwrap_or_else(|e| e.into_inner()).get(config) {
-            return Ok(hit.clone());
-        }
-        let body = client.blob(repository, config, MAX_CONFIG_BYTES).await?;
-        let created = parse_created(&body);
-        self.created
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(config.clone(), created.clone());
-        Ok(created)
-    }
-}
-
-/// Reads `created` from an image config; configs of artifacts (signatures, SBOMs) have none.
-fn parse_created(config: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Config {
-        created: Option<String>,
-    }
-    serde_json::from_slice::<Config>(config).ok()?.created
-}
-
-/// Whether a config media type is an image config whose `created` is worth reading.
-fn is_image_config(media_type: &str) -> bool {
-    matches!(
-        media_type,
-        crate::manifest::media_type::OCI_CONFIG | crate::manifest::media_type::DOCKER_CONFIG
-    )
+/// Why a manifest of the graph cannot be summarised.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SummaryError {
+    #[error("manifest {0} could not be read")]
+    Unread(Digest),
+    #[error("index child {0} could not be read")]
+    UnreadChild(Digest),
 }
 
 /// The size of an image: config plus layers.
-fn image_size(manifest: &Manifest) -> u64 {
-    manifest.blobs().map(|b| b.size).sum()
+fn image_size(node: &Node) -> u64 {
+    node.blobs.iter().map(|(_, size)| size).sum()
 }
 
-/// Fetches `reference` and summarises it: for an index also every child; with `with_created`
-/// also the image configs' `created` times.
-pub async fn resolve_image(
-    client: &Client,
-    repository: &Repository,
-    reference: Reference<'_>,
-    with_created: bool,
-    configs: &ConfigCache,
-) -> Result<ImageSummary, RegistryError> {
-    let fetched = client.manifest(repository, reference).await?;
-    let manifest = &fetched.manifest;
-    let mut summary = ImageSummary {
-        digest: fetched.digest.clone(),
-        media_type: fetched.media_type.clone(),
-        kind: manifest.kind,
-        manifest_size: fetched.body.len() as u64,
-        size: 0,
-        created: None,
-        platforms: Vec::new(),
-        artifact_type: manifest.artifact_type.clone(),
-        subject: manifest.subject.as_ref().map(|s| s.digest.clone()),
-    };
-    match manifest.kind {
-        ManifestKind::Image | ManifestKind::Schema1 => {
-            summary.size = image_size(manifest);
-            if with_created
-                && let Some(config) = manifest
-                    .config
-                    .as_ref()
-                    .filter(|c| is_image_config(&c.media_type))
-            {
-                summary.created = configs.created(client, repository, &config.digest).await?;
-            }
-        }
-        ManifestKind::Index => {
-            let children: Vec<PlatformImage> = stream::iter(manifest.manifests.iter())
-                .map(|child| async move {
-                    let fetched = client.manifest(repository, &child.digest).await?;
-                    let created = match fetched.manifest.config.as_ref() {
-                        Some(config) if with_created && is_image_config(&config.media_type) => {
-                            configs.created(client, repository, &config.digest).await?
-                        }
-                        _ => None,
-                    };
-                    Ok::<_, RegistryError>(PlatformImage {
-                        platform: child
-                            .platform
-                            .as_ref()
-                            .map_or_else(|| "unknown".to_owned(), Platform::to_string),
-                        digest: child.digest.clone(),
-                        media_type: fetched.media_type,
-                        size: image_size(&fetched.manifest),
-                        created,
-                    })
-                })
-                .buffered(8)
-                .try_collect()
-                .await?;
-            summary.size = children.iter().map(|c| c.size).sum();
-            summary.created = children.iter().filter_map(|c| c.created.clone()).max();
-            summary.platforms = children;
+/// `created` as the views print it (RFC 3339, UTC).
+fn created(node: &Node) -> Option<String> {
+    node.created.map(|time| time.to_string())
+}
+
+/// What the views show of the manifest `digest` of `graph`: for an index also every child with
+/// its platform. The graph must hold the manifest and, for an index, its children (configs read,
+/// if `created` is wanted).
+pub fn summarize(graph: &RepoGraph, digest: &Digest) -> Result<ImageSummary, SummaryError> {
+    let node = graph
+        .nodes
+        .get(digest)
+        .ok_or_else(|| SummaryError::Unread(digest.clone()))?;
+    let mut platforms = Vec::new();
+    if node.kind == ManifestKind::Index {
+        for (i, child) in node.children.iter().enumerate() {
+            let child_node = graph
+                .nodes
+                .get(child)
+                .ok_or_else(|| SummaryError::UnreadChild(child.clone()))?;
+            let platform = node.platforms.get(i).cloned().flatten();
+            platforms.push(PlatformImage {
+                platform: platform.map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
+                digest: child.clone(),
+                media_type: child_node.media_type.clone(),
+                size: image_size(child_node),
+                created: created(child_node),
+            });
         }
     }
-    Ok(summary)
+    Ok(ImageSummary {
+        digest: digest.clone(),
+        media_type: node.media_type.clone(),
+        kind: node.kind,
+        manifest_size: node.size,
+        size: if node.kind == ManifestKind::Index {
+            platforms.iter().map(|p| p.size).sum()
+        } else {
+            image_size(node)
+        },
+        created: created(node),
+        platforms,
+        artifact_type: node.artifact_type.clone(),
+        subject: node.subject.clone(),
+    })
 }
 
 /// A tag with its resolved image, or the error that prevented resolving it.
@@ -181,55 +122,171 @@ pub struct TagDetail {
     pub error: Option<String>,
 }
 
-/// Resolves every tag concurrently (`tags --long`). A tag that cannot be resolved (deleted
-/// meanwhile, corrupt) is reported in its row instead of failing the listing.
+/// `tags --long`: every tag of a repository with its image, and the reads that failed.
+#[derive(Debug, Clone)]
+pub struct TagListing {
+    /// One row per tag, sorted by tag; a tag that could not be resolved (corrupt, a child
+    /// missing) has its error in its row instead of failing the listing.
+    pub rows: Vec<TagDetail>,
+    /// Reads that failed and belong to no single row (the tag list itself, referrers).
+    pub errors: Vec<String>,
+}
+
+/// Reads the repository's graph (with image configs, for `created`) and summarises every tag.
+/// regsweep's own placeholder tags, left by an interrupted untag, are listed too: they are
+/// tags of the repository until `apply` completes.
 pub async fn tag_details(
     client: &Client,
     repository: &Repository,
-    tags: &[Tag],
     concurrency: usize,
     progress: &dyn Progress,
-) -> Vec<TagDetail> {
-    let configs = ConfigCache::default();
-    progress.add_total(tags.len() as u64);
-    let mut rows: Vec<TagDetail> = stream::iter(tags.iter())
-        .map(|tag| {
-            let configs = &configs;
-            async move {
-                let result = resolve_image(client, repository, tag.into(), true, configs).await;
-                progress.advance(1);
-                match result {
-                    Ok(image) => TagDetail {
-                        tag: tag.to_string(),
-                        image: Some(image),
-                        error: None,
-                    },
-                    Err(err) => TagDetail {
-                        tag: tag.to_string(),
-                        image: None,
-                        error: Some(err.to_string()),
-                    },
-                }
-            }
+) -> Result<TagListing, RegistryError> {
+    // Listed here, so that a repository that does not exist is an error, not an empty table.
+    let tags = client.tags(repository).await?;
+    let options = ScanOptions {
+        with_configs: true,
+        concurrency,
+    };
+    let graph = scan_listed(client, repository, tags, options, progress).await;
+    Ok(tag_listing(&graph))
+}
+
+/// The rows of `tags --long` from a graph.
+fn tag_listing(graph: &RepoGraph) -> TagListing {
+    let tagged = graph
+        .tags
+        .iter()
+        .chain(graph.leftovers.iter().map(|(tag, left)| (tag, &left.placeholder)));
+    let mut rows: Vec<TagDetail> = tagged
+        .map(|(tag, digest)| match summarize(graph, digest) {
+            Ok(image) => TagDetail {
+                tag: tag.clone(),
+                image: Some(image),
+                error: None,
+            },
+            Err(err) => TagDetail {
+                tag: tag.clone(),
+                image: None,
+                error: Some(with_cause(graph, &err)),
+            },
         })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
+        .collect();
+    rows.extend(graph.unreadable_tags.iter().map(|(tag, err)| TagDetail {
+        tag: tag.clone(),
+        image: None,
+        error: Some(err.clone()),
+    }));
     rows.sort_by(|a, b| a.tag.cmp(&b.tag));
-    rows
+    // The unreadable tags' errors are in their rows already.
+    let errors = graph
+        .errors
+        .iter()
+        .filter(|err| {
+            !graph
+                .unreadable_tags
+                .keys()
+                .any(|tag| err.starts_with(&format!("tag `{tag}`: ")))
+        })
+        .cloned()
+        .collect();
+    TagListing { rows, errors }
+}
+
+/// A summary error with the reason the graph recorded for the manifest it names.
+fn with_cause(graph: &RepoGraph, err: &SummaryError) -> String {
+    let (SummaryError::Unread(digest) | SummaryError::UnreadChild(digest)) = err;
+    let prefix = format!("manifest {digest}: ");
+    match graph.errors.iter().find_map(|e| e.strip_prefix(&prefix)) {
+        Some(cause) => format!("{err}: {cause}"),
+        None => err.to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graph::tests::{d, image, index, repo};
+    use crate::manifest::Platform;
+
+    fn platform(arch: &str) -> Option<Platform> {
+        serde_json::from_value(serde_json::json!({"os": "linux", "architecture": arch})).ok()
+    }
 
     #[test]
-    fn created_from_config() {
-        assert_eq!(
-            parse_created(br#"{"created":"2026-01-02T03:04:05Z","architecture":"amd64"}"#).as_deref(),
-            Some("2026-01-02T03:04:05Z")
+    fn an_index_is_summarised_with_its_children_platforms_sizes_and_newest_time() {
+        let mut amd64 = image(&[(10, 5), (11, 100)]);
+        amd64.created = "2026-01-02T03:04:05Z".parse().ok();
+        let mut arm64 = image(&[(12, 5), (13, 200)]);
+        arm64.created = "2026-02-02T03:04:05.5+01:00".parse().ok();
+        let mut multi = index(&[1, 2, 3]);
+        multi.platforms = vec![platform("amd64"), platform("arm64"), None];
+        multi.created = arm64.created;
+        let attestation = image(&[(14, 7)]);
+        let graph = repo(
+            &[("v1", 4)],
+            vec![(1, amd64), (2, arm64), (3, attestation), (4, multi)],
         );
-        assert_eq!(parse_created(b"{}"), None);
-        assert_eq!(parse_created(b"not json"), None);
+
+        let summary = summarize(&graph, &d(4)).unwrap();
+        let shown: Vec<(&str, u64, Option<&str>)> = summary
+            .platforms
+            .iter()
+            .map(|p| (p.platform.as_str(), p.size, p.created.as_deref()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("linux/amd64", 105, Some("2026-01-02T03:04:05Z")),
+                ("linux/arm64", 205, Some("2026-02-02T02:04:05.5Z")),
+                ("unknown", 7, None),
+            ]
+        );
+        assert_eq!(summary.size, 317);
+        assert_eq!(summary.manifest_size, 50);
+        assert_eq!(summary.created.as_deref(), Some("2026-02-02T02:04:05.5Z"));
+        assert_eq!(summarize(&graph, &d(1)).unwrap().size, 105);
+        assert_eq!(summarize(&graph, &d(9)).unwrap_err(), SummaryError::Unread(d(9)));
+    }
+
+    #[test]
+    fn tag_rows_carry_their_own_errors_and_the_rest_is_listed_once() {
+        let mut graph = repo(
+            &[("broken", 2), ("ok", 1), ("alias", 1)],
+            vec![(1, image(&[(10, 3)])), (2, index(&[1, 3]))],
+        );
+        graph
+            .unreadable_tags
+            .insert("corrupt".into(), "digest mismatch".into());
+        graph.errors = vec![
+            "tag `corrupt`: digest mismatch".into(),
+            format!("manifest {}: 500 Internal Server Error", d(3)),
+            format!("referrers of {}: timed out", d(1)),
+        ];
+        let listing = tag_listing(&graph);
+        let rows: Vec<(&str, Option<&str>)> = listing
+            .rows
+            .iter()
+            .map(|r| (r.tag.as_str(), r.error.as_deref()))
+            .collect();
+        let child_error = format!(
+            "index child {} could not be read: 500 Internal Server Error",
+            d(3)
+        );
+        assert_eq!(
+            rows,
+            [
+                ("alias", None),
+                ("broken", Some(child_error.as_str())),
+                ("corrupt", Some("digest mismatch")),
+                ("ok", None),
+            ]
+        );
+        assert_eq!(
+            listing.errors,
+            [
+                format!("manifest {}: 500 Internal Server Error", d(3)),
+                format!("referrers of {}: timed out", d(1)),
+            ]
+        );
     }
 }

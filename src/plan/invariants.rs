@@ -65,6 +65,7 @@ fn image(blob: u8, n: usize, subject: Option<Digest>) -> Node {
         // A layer of its own and a base layer shared by every image.
         blobs: vec![(digest(blob, n), 1000), (digest(9, 0), 5000)],
         children: Vec::new(),
+        platforms: Vec::new(),
         subject,
         artifact_type: None,
         annotations: BTreeMap::new(),

@@ -402,3 +402,54 @@ async fn tags_long_folds_signature_tags_under_their_image() {
         "{tags:?}"
     );
 }
+
+#[tokio::test]
+async fn tags_long_shows_a_broken_index_in_its_row_and_a_missing_repository_as_an_error() {
+    let reg = registry().await;
+    let p = reg.client();
+    let index = p
+        .push_index(
+            "app",
+            Some("multi"),
+            Format::Oci,
+            &[("linux", "amd64"), ("linux", "arm64")],
+            61,
+        )
+        .await
+        .unwrap();
+    let image = p
+        .push_image("app", Some("single"), &ImageSpec::seeded(62))
+        .await
+        .unwrap();
+    // The registry lets a child be deleted under its index: the index's tag cannot be shown
+    // whole any more, every other tag still can.
+    let child = &index.children[1].digest;
+    p.delete_manifest("app", child).await.unwrap();
+    let repo = format!("{}/app", reg.host());
+
+    let run = regsweep(&["--json", "tags", "--long", &repo]);
+    run.assert_code(1);
+    let rows = run.json()["tags"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["tag"], "multi");
+    let error = rows[0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!("index child {child} could not be read: ")),
+        "{error}"
+    );
+    assert!(rows[0].get("digest").is_none(), "{:?}", rows[0]);
+    assert_eq!(rows[1]["tag"], "single");
+    assert_eq!(rows[1]["digest"], image.digest);
+    assert!(rows[1].get("error").is_none(), "{:?}", rows[1]);
+    assert!(
+        run.stderr.contains("error: 1 of 2 tags could not be resolved"),
+        "{}",
+        run.stderr
+    );
+
+    // A repository that does not exist is an error of its own, not an empty table.
+    let run = regsweep(&["tags", "--long", &format!("{}/nothing-here", reg.host())]);
+    run.assert_code(1);
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains("nothing-here"), "{}", run.stderr);
+}
