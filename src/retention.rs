@@ -31,6 +31,7 @@ pub async fn plan_with_policy(
             let options = ScanOptions {
                 with_configs: policy.applies_to(repo) && !policy.time_sources(repo).is_empty(),
                 concurrency,
+                skip_referrers_api: false,
             };
             scan_named(client, repo, options, progress).await
         })
@@ -152,6 +153,7 @@ pub async fn plan_removal(
     let options = ScanOptions {
         with_configs: false,
         concurrency,
+        skip_referrers_api: false,
     };
     let mut graph = scan(client, repository, options, &crate::progress::NoProgress).await;
     if !removal.digests.is_empty() {

@@ -256,6 +256,7 @@ async fn read_live(
     let options = ScanOptions {
         with_configs: false,
         concurrency,
+        skip_referrers_api: false,
     };
     let planned = repo.deleted_manifests();
     let doomed: HashMap<String, Digest> = repo

@@ -164,6 +164,10 @@ pub struct ScanOptions {
     /// them: it costs a request per distinct config).
     pub with_configs: bool,
     pub concurrency: usize,
+    /// Do not ask the referrers API about every manifest: for views of tags alone (`tags
+    /// --long`), where referrers pushed without a tag change nothing and the API costs a request
+    /// per manifest on registries that have it. Plans, `apply`, `inspect` and `du` ask.
+    pub skip_referrers_api: bool,
 }
 
 /// Reads a repository's graph from the registry. Failures are recorded in `errors` rather than
@@ -279,7 +283,9 @@ async fn scan_listed_assuming(
     // Children and referrers found so far, until nothing new turns up.
     fetch_missing(client, repository, &mut graph, pending, concurrency).await;
     add_tag_referrers(&mut graph);
-    add_api_referrers(client, repository, &mut graph, concurrency).await;
+    if !options.skip_referrers_api {
+        add_api_referrers(client, repository, &mut graph, concurrency).await;
+    }
     if options.with_configs {
         read_configs(client, repository, &mut graph, concurrency).await;
     }

@@ -114,6 +114,7 @@ pub async fn du(
     let options = ScanOptions {
         with_configs: false,
         concurrency,
+        skip_referrers_api: false,
     };
     let contents = stream::iter(repositories)
         .map(|repo| async move { content(&scan_named(client, repo, options, progress).await) })

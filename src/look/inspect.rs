@@ -122,6 +122,7 @@ pub async fn inspect(
     let options = ScanOptions {
         with_configs: false,
         concurrency,
+        skip_referrers_api: false,
     };
     let mut graph = scan(client, repository, options, &NoProgress).await;
     if !graph.nodes.contains_key(&digest) {

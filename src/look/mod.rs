@@ -146,6 +146,7 @@ pub async fn tag_details(
     let options = ScanOptions {
         with_configs: true,
         concurrency,
+        skip_referrers_api: true,
     };
     let graph = scan_listed(client, repository, tags, options, progress).await;
     Ok(tag_listing(&graph))

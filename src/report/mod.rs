@@ -43,6 +43,7 @@ pub async fn du_with_images(
     let options = ScanOptions {
         with_configs: false,
         concurrency,
+        skip_referrers_api: false,
     };
     let graphs: Vec<RepoGraph> = stream::iter(repositories)
         .map(|repo| scan_named(client, repo, options, progress))
