@@ -5,6 +5,11 @@
 # FUZZ_STABLE=1 to let cargo-fuzz use nightly features of stable rustc (RUSTC_BOOTSTRAP).
 # New inputs are added to the corpus; a crash leaves its input in fuzz/artifacts/ and fails.
 # On stable, `cargo test` replays the corpus anyway (src/fuzzing.rs).
+#
+# FUZZ_RUNS=N FUZZ_SEED=S bound each target by a number of inputs from a fixed seed instead of a
+# time: the same code explores the same inputs on any machine, so a check that passed here passes
+# in CI, and a crash found there is found again here. CI uses this; exploring for new crashes is
+# a longer, time-bounded run here (a crash it finds goes into the corpus with its fix).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,10 +28,18 @@ else
   exit 1
 fi
 
+if [ -n "${FUZZ_RUNS:-}" ]; then
+  bound=(-runs="$FUZZ_RUNS" -seed="${FUZZ_SEED:-1}")
+  what="$FUZZ_RUNS inputs from seed ${FUZZ_SEED:-1}"
+else
+  bound=(-max_total_time="$seconds")
+  what="${seconds}s"
+fi
+
 for target in $(cargo "${toolchain[@]}" fuzz list); do
-  echo "fuzzing $target for ${seconds}s" >&2
+  echo "fuzzing $target: $what" >&2
   cargo "${toolchain[@]}" fuzz run -O "$target" "fuzz/corpus/$target" -- \
-    -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 2>&1 \
+    "${bound[@]}" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 2>&1 \
     | grep -E '^(stat::number_of_executed_units|stat::new_units_added|==[0-9]+==|SUMMARY|Done)' || true
   # cargo fuzz exits non-zero on a crash; grep above hides the status, so check artifacts.
   if compgen -G "fuzz/artifacts/$target/crash-*" >/dev/null; then
