@@ -131,6 +131,21 @@ impl RepoGraph {
         index
     }
 
+    /// Every index child with the indexes that list it (sorted): the reverse of `children`.
+    pub fn parents_by_child(&self) -> HashMap<&Digest, Vec<&Digest>> {
+        let mut index: HashMap<&Digest, Vec<&Digest>> = HashMap::new();
+        for (parent, node) in &self.nodes {
+            for child in &node.children {
+                index.entry(child).or_default().push(parent);
+            }
+        }
+        for parents in index.values_mut() {
+            parents.sort();
+            parents.dedup();
+        }
+        index
+    }
+
     /// Tags pointing at `digest`, sorted.
     pub fn tags_of(&self, digest: &Digest) -> Vec<String> {
         self.tags
@@ -719,6 +734,22 @@ pub(crate) mod tests {
             platforms: children.iter().map(|_| None).collect(),
             ..image(&[])
         }
+    }
+
+    #[test]
+    fn parents_by_child_lists_every_index_of_a_child_once_sorted() {
+        let mut twice = index(&[1, 1]);
+        twice.size = 60;
+        let g = repo(
+            &[],
+            vec![(1, image(&[])), (5, index(&[1, 2])), (4, index(&[1])), (6, twice)],
+        );
+        let parents = g.parents_by_child();
+        let mut expected = [d(4), d(5), d(6)];
+        expected.sort();
+        assert_eq!(parents[&d(1)], expected.iter().collect::<Vec<_>>());
+        assert_eq!(parents[&d(2)], vec![&d(5)]);
+        assert!(!parents.contains_key(&d(5)));
     }
 
     #[test]

@@ -309,8 +309,9 @@ fn plan_repository(graph: &RepoGraph, decisions: &Decisions) -> (RepoPlan, HashS
             untag_of: leftover.info.untag_of.clone(),
         });
     }
+    let needs = Needs::of(graph);
     for (tag, digest) in &graph.tags {
-        let (action, reason) = tag_outcome(graph, tag, digest, &verdicts, &deleted);
+        let (action, reason) = tag_outcome(graph, tag, digest, &verdicts, &deleted, &needs);
         if action == TagAction::Untag {
             repo.actions.push(Action::Untag {
                 tag: tag.clone(),
@@ -366,6 +367,7 @@ fn tag_outcome(
     digest: &Digest,
     verdicts: &HashMap<&str, &TagDecision>,
     deleted: &HashSet<Digest>,
+    needs: &Needs<'_>,
 ) -> (TagAction, String) {
     match (graph.tag_subject(tag, digest), verdicts.get(tag)) {
         (Some(subject), _) => {
@@ -406,7 +408,7 @@ fn tag_outcome(
                     format!(
                         "{}; untagged only: {}",
                         v.reason,
-                        why_needed(graph, digest, verdicts)
+                        needs.why(graph, digest, verdicts)
                     ),
                 )
             }
@@ -443,28 +445,49 @@ fn manifest_deletions(graph: &RepoGraph, deleted: &HashSet<Digest>) -> Vec<Actio
         .collect()
 }
 
-/// Why a digest that a deleted tag points at must stay.
-fn why_needed(graph: &RepoGraph, digest: &Digest, verdicts: &HashMap<&str, &TagDecision>) -> String {
-    let kept_tags: Vec<String> = graph
-        .tags_of(digest)
-        .into_iter()
-        .filter(|t| {
-            graph.tag_subject(t, digest).is_none() && verdicts.get(t.as_str()).is_none_or(|v| v.keeps())
-        })
-        .collect();
-    if !kept_tags.is_empty() {
-        return format!("kept tag(s) {} share its digest", kept_tags.join(", "));
+/// What keeps a manifest, from the graph's reverse indexes, built once per repository (asking
+/// the graph per untagged tag would scan every tag and node each time: quadratic when thousands
+/// of tags share a kept digest).
+struct Needs<'a> {
+    tags_by_digest: HashMap<&'a Digest, Vec<String>>,
+    parents: HashMap<&'a Digest, Vec<&'a Digest>>,
+}
+
+impl<'a> Needs<'a> {
+    fn of(graph: &'a RepoGraph) -> Self {
+        Self {
+            tags_by_digest: graph.tags_by_digest(),
+            parents: graph.parents_by_child(),
+        }
     }
-    let parents: Vec<String> = graph
-        .nodes
-        .iter()
-        .filter(|(_, n)| n.children.contains(digest))
-        .map(|(d, _)| d.short().to_owned())
-        .collect();
-    if !parents.is_empty() {
-        return format!("kept index {} needs it", parents.join(", "));
+
+    /// Why a digest that a deleted tag points at must stay.
+    fn why(&self, graph: &RepoGraph, digest: &Digest, verdicts: &HashMap<&str, &TagDecision>) -> String {
+        let kept_tags: Vec<&str> = self
+            .tags_by_digest
+            .get(digest)
+            .into_iter()
+            .flatten()
+            .filter(|t| {
+                graph.tag_subject(t, digest).is_none() && verdicts.get(t.as_str()).is_none_or(|v| v.keeps())
+            })
+            .map(String::as_str)
+            .collect();
+        if !kept_tags.is_empty() {
+            return format!("kept tag(s) {} share its digest", kept_tags.join(", "));
+        }
+        let parents: Vec<&str> = self
+            .parents
+            .get(digest)
+            .into_iter()
+            .flatten()
+            .map(|d| d.short())
+            .collect();
+        if !parents.is_empty() {
+            return format!("kept index {} needs it", parents.join(", "));
+        }
+        "kept content refers to it".to_owned()
     }
-    "kept content refers to it".to_owned()
 }
 
 /// Why each deleted manifest goes, computed once for all of them (asking the graph per manifest
@@ -733,6 +756,11 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         assert_eq!(action_of(&p, "amd64"), TagAction::Untag);
+        let reason = &p.tags.iter().find(|t| t.tag == "amd64").unwrap().reason;
+        assert!(
+            reason.ends_with(&format!("untagged only: kept index {} needs it", d(1).short())),
+            "{reason}"
+        );
         let phase_of = |digest: &Digest| {
             p.actions.iter().find_map(|a| match a {
                 Action::DeleteManifest {
