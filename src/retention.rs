@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::digest::Digest;
 use crate::graph::{RepoGraph, ScanOptions, scan, scan_named};
 use crate::plan::{Decisions, Plan, PlanBuilder, PlanSource, PlannedRepo, plan};
-use crate::policy::{Action, Policy, TagDecision, TagFacts, TimeSource};
+use crate::policy::{Policy, TagDecision, TagFacts, TimeSource, Verdict};
 use crate::progress::Progress;
 use crate::reference::Repository;
 use crate::registry::Client;
@@ -229,7 +229,7 @@ fn plan_removal_in(
             let delete = doomed.contains(tag);
             TagDecision {
                 tag: tag.clone(),
-                action: if delete { Action::Delete } else { Action::Keep },
+                verdict: if delete { Verdict::Delete } else { Verdict::Keep },
                 reason: if delete {
                     "deleted: named on the command line"
                 } else {

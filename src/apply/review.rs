@@ -390,7 +390,7 @@ mod tests {
     use super::*;
     use crate::graph::tests::{d, image, index, repo as graph};
     use crate::plan::{Decisions, plan};
-    use crate::policy::{Action as PolicyAction, TagDecision};
+    use crate::policy::{TagDecision, Verdict};
 
     fn planned(g: &RepoGraph, delete: &[&str]) -> RepoPlan {
         let decisions = Decisions {
@@ -399,10 +399,10 @@ mod tests {
                 .policy_tags()
                 .map(|(t, _)| TagDecision {
                     tag: t.clone(),
-                    action: if delete.contains(&t.as_str()) {
-                        PolicyAction::Delete
+                    verdict: if delete.contains(&t.as_str()) {
+                        Verdict::Delete
                     } else {
-                        PolicyAction::Keep
+                        Verdict::Keep
                     },
                     reason: "test".into(),
                 })

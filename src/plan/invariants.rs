@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::graph::{Node, RepoGraph};
 use crate::manifest::{ManifestKind, media_type};
-use crate::policy::Action as PolicyAction;
+use crate::policy::Verdict;
 
 /// What the random repository is made of.
 #[derive(Debug, Clone)]
@@ -159,11 +159,7 @@ fn verdicts(g: &RepoGraph, keep: &[Option<bool>]) -> Decisions {
             .filter_map(|(i, (tag, _))| {
                 keep[i % keep.len()].map(|keep| TagDecision {
                     tag: tag.clone(),
-                    action: if keep {
-                        PolicyAction::Keep
-                    } else {
-                        PolicyAction::Delete
-                    },
+                    verdict: if keep { Verdict::Keep } else { Verdict::Delete },
                     reason: "random".into(),
                 })
             })

@@ -673,10 +673,10 @@ mod tests {
     fn decide(keep: &[&str], delete: &[&str]) -> Decisions {
         let verdict = |tag: &&str, keep: bool| TagDecision {
             tag: (*tag).to_owned(),
-            action: if keep {
-                crate::policy::Action::Keep
+            verdict: if keep {
+                crate::policy::Verdict::Keep
             } else {
-                crate::policy::Action::Delete
+                crate::policy::Verdict::Delete
             },
             reason: format!("{} by test", if keep { "kept" } else { "deleted" }),
         };

@@ -12,8 +12,8 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::version::{Version, natural_cmp};
 use super::{
-    Action, Condition, Order, Policy, Rank, RepoDecision, Rule, Selector, TagDecision, TagFacts, TimeSource,
-    TimeSpec,
+    Condition, Order, Policy, Rank, RepoDecision, Rule, Selector, TagDecision, TagFacts, TimeSource,
+    TimeSpec, Verdict,
 };
 use crate::digest::Digest;
 
@@ -63,7 +63,7 @@ pub(super) fn decide(policy: &Policy, repository: &str, facts: &[TagFacts], now:
                 .iter()
                 .map(|t| TagDecision {
                     tag: t.facts.tag.clone(),
-                    action: Action::Keep,
+                    verdict: Verdict::Keep,
                     reason: "kept: no rule matches this repository".to_owned(),
                 })
                 .collect(),
@@ -97,20 +97,20 @@ pub(super) fn decide(policy: &Policy, repository: &str, facts: &[TagFacts], now:
             };
             let keep_hit = first(&keep);
             let delete_hit = delete.as_deref().and_then(first);
-            let (action, reason) = match (keep_hit, &delete) {
+            let (verdict, reason) = match (keep_hit, &delete) {
                 (Some((j, detail)), _) => {
                     let mut reason = format!("kept: keep[{j}] {detail}");
                     if let Some((k, beaten)) = delete_hit {
                         reason.push_str(&format!(" (beats delete[{k}] {beaten})"));
                     }
-                    (Action::Keep, reason)
+                    (Verdict::Keep, reason)
                 }
                 (None, None) => (
-                    Action::Delete,
+                    Verdict::Delete,
                     "deleted: not kept by any keep selector (no `delete` list)".to_owned(),
                 ),
                 (None, Some(lists)) => match delete_hit {
-                    Some((k, detail)) => (Action::Delete, format!("deleted: delete[{k}] {detail}")),
+                    Some((k, detail)) => (Verdict::Delete, format!("deleted: delete[{k}] {detail}")),
                     None => {
                         let mut reason = "kept: matched by no delete selector".to_owned();
                         for (k, per_tag) in lists.iter().enumerate() {
@@ -118,13 +118,13 @@ pub(super) fn decide(policy: &Policy, repository: &str, facts: &[TagFacts], now:
                                 reason.push_str(&format!("; delete[{k}] not applied: {why}"));
                             }
                         }
-                        (Action::Keep, reason)
+                        (Verdict::Keep, reason)
                     }
                 },
             };
             TagDecision {
                 tag: tag.facts.tag.clone(),
-                action,
+                verdict,
                 reason,
             }
         })
@@ -146,13 +146,13 @@ fn guards(
     decisions: &mut [TagDecision],
     eval: &Eval<'_>,
 ) -> Option<String> {
-    let kept = decisions.iter().filter(|d| d.action == Action::Keep).count();
+    let kept = decisions.iter().filter(|d| d.verdict == Verdict::Keep).count();
     let min = rule.protect.min_tags;
     if kept < min {
         // The newest of the would-be-deleted tags, by the rule's order; tags that cannot be
         // ranked (no version, unknown time) come after the ranked ones.
         let mut candidates: Vec<usize> = (0..tags.len())
-            .filter(|&i| decisions[i].action == Action::Delete)
+            .filter(|&i| decisions[i].verdict == Verdict::Delete)
             .collect();
         candidates.sort_by(|&a, &b| {
             let key_a = eval.key(&tags[a], rule.order, &rule.time).ok();
@@ -174,11 +174,11 @@ fn guards(
                 "kept: min-tags {min} guard, one of the newest by {} (otherwise deleted: {was})",
                 rule.order
             );
-            decision.action = Action::Keep;
+            decision.verdict = Verdict::Keep;
         }
     }
     let total = decisions.len();
-    if total == 0 || rule.protect.allow_delete_all || decisions.iter().any(|d| d.action == Action::Keep) {
+    if total == 0 || rule.protect.allow_delete_all || decisions.iter().any(|d| d.verdict == Verdict::Keep) {
         return None;
     }
     for decision in decisions.iter_mut() {
@@ -187,7 +187,7 @@ fn guards(
             .strip_prefix("deleted: ")
             .unwrap_or(&decision.reason);
         decision.reason = format!("kept: refused to delete every tag (otherwise deleted: {was})");
-        decision.action = Action::Keep;
+        decision.verdict = Verdict::Keep;
     }
     Some(format!(
         "{} would delete all {total} tags of {repository}, so nothing is deleted there. If that is \

@@ -263,10 +263,11 @@ fn serialize_time<S: Serializer>(time: &Option<jiff::Timestamp>, serializer: S) 
     }
 }
 
-/// Keep or delete.
+/// What the policy says about a tag: keep it or delete it. (What then happens to the tag, which
+/// may be only an untag, is the plan's [`crate::plan::TagAction`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Action {
+pub enum Verdict {
     Keep,
     Delete,
 }
@@ -275,7 +276,7 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TagDecision {
     pub tag: String,
-    pub action: Action,
+    pub verdict: Verdict,
     /// Why, naming the selector or guard, e.g. `kept: keep[0] tags: latest` or
     /// `deleted: delete[1] older-than 90d (created 2026-01-02T10:00:00Z, 120 days ago)`.
     pub reason: String,
@@ -283,7 +284,7 @@ pub struct TagDecision {
 
 impl TagDecision {
     pub fn keeps(&self) -> bool {
-        self.action == Action::Keep
+        self.verdict == Verdict::Keep
     }
 }
 
@@ -303,7 +304,7 @@ pub struct RepoDecision {
 impl RepoDecision {
     /// The tags to delete.
     pub fn deleted(&self) -> impl Iterator<Item = &TagDecision> {
-        self.tags.iter().filter(|t| t.action == Action::Delete)
+        self.tags.iter().filter(|t| t.verdict == Verdict::Delete)
     }
 }
 

@@ -88,21 +88,21 @@ fn decide(policy: &Policy, tags: &[TagFacts]) -> RepoDecision {
     policy.decide("app/web", tags, now())
 }
 
-fn with_action(decision: &RepoDecision, action: Action) -> Vec<&str> {
+fn with_verdict(decision: &RepoDecision, verdict: Verdict) -> Vec<&str> {
     decision
         .tags
         .iter()
-        .filter(|t| t.action == action)
+        .filter(|t| t.verdict == verdict)
         .map(|t| t.tag.as_str())
         .collect()
 }
 
 fn kept(decision: &RepoDecision) -> Vec<&str> {
-    with_action(decision, Action::Keep)
+    with_verdict(decision, Verdict::Keep)
 }
 
 fn deleted(decision: &RepoDecision) -> Vec<&str> {
-    with_action(decision, Action::Delete)
+    with_verdict(decision, Verdict::Delete)
 }
 
 fn reason<'a>(decision: &'a RepoDecision, tag: &str) -> &'a str {
@@ -1377,8 +1377,8 @@ mod properties {
             let decided = decide(&actual, &tags);
             for (a, b) in kept_by_keep.tags.iter().zip(&decided.tags) {
                 prop_assert_eq!(&a.tag, &b.tag);
-                if a.action == Action::Keep {
-                    prop_assert_eq!(b.action, Action::Keep, "{} {}", a.reason, b.reason);
+                if a.verdict == Verdict::Keep {
+                    prop_assert_eq!(b.verdict, Verdict::Keep, "{} {}", a.reason, b.reason);
                 }
             }
         }
@@ -1387,7 +1387,7 @@ mod properties {
         fn guards_hold(tags in tags_strategy(), which in 0..POLICIES.len(), min_tags in 0usize..4) {
             let p = build(POLICIES[which], min_tags, false);
             let d = decide(&p, &tags);
-            let kept = d.tags.iter().filter(|t| t.action == Action::Keep).count();
+            let kept = d.tags.iter().filter(|t| t.verdict == Verdict::Keep).count();
             prop_assert!(kept >= min_tags.min(tags.len()));
             prop_assert!(tags.is_empty() || kept > 0);
             prop_assert_eq!(d.refused.is_some(), d.tags.iter().any(|t| t.reason.starts_with("kept: refused")));
@@ -1458,12 +1458,12 @@ fn documented_examples_hold() {
                     .find(|t| t.tag == name)
                     .unwrap_or_else(|| panic!("no tag {name}"));
                 let want = if action == "keep" {
-                    Action::Keep
+                    Verdict::Keep
                 } else {
-                    Action::Delete
+                    Verdict::Delete
                 };
                 assert_eq!(
-                    (actual.action, actual.reason.as_str()),
+                    (actual.verdict, actual.reason.as_str()),
                     (want, reason),
                     "{name} in\n{yaml}"
                 );
