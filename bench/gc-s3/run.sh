@@ -16,9 +16,11 @@
 #
 # Loading moto takes minutes (it stores ~100-150 objects/s), and distribution's collector sends
 # one request at a time, each ~20 ms on moto here (more as the bucket grows): the full-size run
-# takes hours (loading alone ~20 minutes; distribution's default mode had done 74 of 200
-# repositories after an hour). The README's figures: --repos 24 --distribution-latency estimate
-# (~15 minutes), and --scaling "1 3 5" --repos 12 (~15 minutes).
+# takes hours (loading 5-20 minutes; distribution's default mode needs about 40 minutes for its
+# mark phase alone, --delete-untagged over 40 minutes for 178 of 200 repositories). The README's
+# figures: --repos 24 --distribution-latency estimate (~15 minutes); the full size with
+# --distribution-latency estimate --distribution-limit 40 (~1 h 45 min); --scaling "1 3 5"
+# --repos 12 (~15 minutes).
 # Needs: python3, GNU time (apt-get install -y time), docker-registry (apt-get install -y
 # docker-registry), moto_server (pip install 'moto[server]').
 set -euo pipefail
@@ -40,7 +42,7 @@ while [ $# -gt 0 ]; do
     --distribution-limit) dist_limit=(--distribution-limit-min "$2"); shift 2 ;;
     --scaling) scales="$2"; shift 2 ;;
     --bin) bin="$2"; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
