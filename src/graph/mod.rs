@@ -73,6 +73,14 @@ pub struct RepoGraph {
     /// The tags among them whose manifest could not be read, with the reason (each is also in
     /// `errors`): views that list tags show them in their row.
     pub unreadable_tags: BTreeMap<String, String>,
+    /// Manifests named by digest (index children, referrers) that could not be read, with the
+    /// reason (each is also in `errors`).
+    pub unreadable_manifests: BTreeMap<Digest, String>,
+}
+
+/// How `errors` words a tag whose manifest could not be read.
+pub(crate) fn tag_error(tag: &str, reason: &str) -> String {
+    format!("tag `{tag}`: {reason}")
 }
 
 /// A tag left pointing at regsweep's placeholder.
@@ -89,6 +97,18 @@ pub fn referrer_tag_subject(tag: &str) -> Option<Digest> {
 }
 
 impl RepoGraph {
+    /// Records that the tag's manifest could not be read.
+    pub(crate) fn tag_unreadable(&mut self, tag: String, reason: String) {
+        self.errors.push(tag_error(&tag, &reason));
+        self.unreadable_tags.insert(tag, reason);
+    }
+
+    /// Records that the manifest `digest` could not be read.
+    pub(crate) fn manifest_unreadable(&mut self, digest: Digest, reason: String) {
+        self.errors.push(format!("manifest {digest}: {reason}"));
+        self.unreadable_manifests.insert(digest, reason);
+    }
+
     /// Tags that are not referrer tags: the ones a retention policy decides about.
     pub fn policy_tags(&self) -> impl Iterator<Item = (&String, &Digest)> {
         self.tags.iter().filter(|(t, d)| self.tag_subject(t, d).is_none())
@@ -288,10 +308,7 @@ async fn scan_listed_assuming(
             }
             // A tag deleted between listing and reading is simply gone.
             Err(err) if err.is_not_found() => {}
-            Err(err) => {
-                graph.errors.push(format!("tag `{tag}`: {err}"));
-                graph.unreadable_tags.insert(tag.into(), err.to_string());
-            }
+            Err(err) => graph.tag_unreadable(tag.into(), err.to_string()),
         }
     }
     set_aside_leftovers(&mut graph);
@@ -436,7 +453,7 @@ pub async fn add_manifests_if_present(
         match result {
             Ok(m) => pending.extend(insert_node(graph, m)),
             Err(err) if err.is_not_found() => gone.push(digest),
-            Err(err) => graph.errors.push(format!("manifest {digest}: {err}")),
+            Err(err) => graph.manifest_unreadable(digest, err.to_string()),
         }
     }
     fetch_missing(client, repository, graph, pending, concurrency.max(1)).await;
@@ -469,7 +486,7 @@ async fn fetch_missing(
                 Ok(m) => pending.extend(insert_node(graph, m)),
                 // An index pointing at a missing child is already broken; record it so that
                 // nothing in this repository is deleted on an incomplete picture.
-                Err(err) => graph.errors.push(format!("manifest {digest}: {err}")),
+                Err(err) => graph.manifest_unreadable(digest, err.to_string()),
             }
         }
     }

@@ -68,7 +68,7 @@ pub fn read_with(
         .collect();
     for (digest, result) in &manifests {
         if let Err(err) = result {
-            graph.errors.push(format!("manifest {digest}: {err}"));
+            graph.manifest_unreadable(digest.clone(), err.to_string());
         }
     }
     for tag in repo.tags {

@@ -179,15 +179,15 @@ fn tag_listing(graph: &RepoGraph) -> TagListing {
     }));
     rows.sort_by(|a, b| a.tag.cmp(&b.tag));
     // The unreadable tags' errors are in their rows already.
+    let in_rows: Vec<String> = graph
+        .unreadable_tags
+        .iter()
+        .map(|(tag, reason)| crate::graph::tag_error(tag, reason))
+        .collect();
     let errors = graph
         .errors
         .iter()
-        .filter(|err| {
-            !graph
-                .unreadable_tags
-                .keys()
-                .any(|tag| err.starts_with(&format!("tag `{tag}`: ")))
-        })
+        .filter(|err| !in_rows.contains(err))
         .cloned()
         .collect();
     TagListing { rows, errors }
@@ -196,8 +196,7 @@ fn tag_listing(graph: &RepoGraph) -> TagListing {
 /// A summary error with the reason the graph recorded for the manifest it names.
 fn with_cause(graph: &RepoGraph, err: &SummaryError) -> String {
     let (SummaryError::Unread(digest) | SummaryError::UnreadChild(digest)) = err;
-    let prefix = format!("manifest {digest}: ");
-    match graph.errors.iter().find_map(|e| e.strip_prefix(&prefix)) {
+    match graph.unreadable_manifests.get(digest) {
         Some(cause) => format!("{err}: {cause}"),
         None => err.to_string(),
     }
@@ -255,14 +254,9 @@ mod tests {
             &[("broken", 2), ("ok", 1), ("alias", 1)],
             vec![(1, image(&[(10, 3)])), (2, index(&[1, 3]))],
         );
-        graph
-            .unreadable_tags
-            .insert("corrupt".into(), "digest mismatch".into());
-        graph.errors = vec![
-            "tag `corrupt`: digest mismatch".into(),
-            format!("manifest {}: 500 Internal Server Error", d(3)),
-            format!("referrers of {}: timed out", d(1)),
-        ];
+        graph.tag_unreadable("corrupt".into(), "digest mismatch".into());
+        graph.manifest_unreadable(d(3), "500 Internal Server Error".into());
+        graph.errors.push(format!("referrers of {}: timed out", d(1)));
         let listing = tag_listing(&graph);
         let rows: Vec<(&str, Option<&str>)> = listing
             .rows
